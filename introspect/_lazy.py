@@ -1,0 +1,28 @@
+"""Deferred imports, so that ``introspect --help`` and ``introspect list`` never load torch."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+
+class LazyModule(ModuleType):
+    """A stand-in for a module that is imported on first attribute access."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._lazy_target: ModuleType | None = None
+
+    def _load(self) -> ModuleType:
+        if self._lazy_target is None:
+            self._lazy_target = importlib.import_module(self.__name__)
+        return self._lazy_target
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._load(), attribute)
+
+
+def lazy_import(name: str) -> Any:
+    """Return ``name`` as a module that is only imported when first used."""
+    return LazyModule(name)

@@ -1,0 +1,12 @@
+"""The built-in analyzers, grouped in modules by what they need.
+
+Each module lists its analyzers in ``ANALYZERS``; this tuple is the single place that says
+which modules are built in. Importing these modules does not import torch.
+"""
+
+from introspect.analyzers import activations, weights
+
+BUILTINS = (
+    *weights.ANALYZERS,
+    *activations.ANALYZERS,
+)

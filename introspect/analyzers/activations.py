@@ -1,0 +1,127 @@
+"""Analyzers that run the model forward and look at what each layer outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from introspect._lazy import lazy_import
+from introspect.artifacts import Artifact
+from introspect.capture import capture_activations, leaf_layers
+from introspect.needs import Needs
+from introspect.plotting import new_figure
+from introspect.spec import analyzer
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from introspect.subject import Subject
+else:
+    torch = lazy_import("torch")
+
+PASS_THROUGH_LAYERS = ("Dropout", "Dropout1d", "Dropout2d", "Flatten", "Identity", "Unflatten")
+MAX_LAYER_FIGURES = 24
+MAX_STEM_UNITS = 256
+MAX_STEM_INPUTS = 4
+
+
+def interesting_layers(model: nn.Module) -> list[str]:
+    """Leaf layers whose output says something new (not dropout, flatten or identity)."""
+    return [name for name, module in leaf_layers(model) if type(module).__name__ not in PASS_THROUGH_LAYERS]
+
+
+def evenly_spaced(items: list[str], limit: int) -> list[str]:
+    """At most ``limit`` items, spread evenly over ``items`` and keeping the first and last."""
+    if len(items) <= limit:
+        return items
+    indices = np.linspace(0, len(items) - 1, limit).round().astype(int)
+    return [items[index] for index in dict.fromkeys(indices)]
+
+
+def layer_statistics(output: torch.Tensor) -> dict:
+    """Mean, spread and sparsity of one layer's output over the probe batch."""
+    values = output.double()
+    return {
+        "shape": list(output.shape[1:]),
+        "mean": float(values.mean()),
+        "std": float(values.std()) if values.numel() > 1 else 0.0,
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "fraction_positive": float((values > 0).double().mean()),
+    }
+
+
+@analyzer(needs=Needs.FORWARD)
+def activations(subject: Subject, /, *, max_layers: int = MAX_LAYER_FIGURES) -> list[Artifact]:
+    """What every layer outputs for the probe inputs: stem plots for dense layers, channel summaries for conv layers.
+
+    A dense layer's panel shows each unit's output for a few probe inputs: units that never
+    move are not contributing. A conv layer's panel shows each channel's mean output over the
+    probe batch with its range, so silent or exploding channels stand out.
+    """
+    layers = interesting_layers(subject.model)
+    inputs = subject.probe_inputs.to(subject.device)
+    outputs = capture_activations(subject.model, inputs, layers)
+    shown = evenly_spaced([name for name in layers if name in outputs], max_layers)
+    left_out = len(outputs) - len(shown)
+    artifacts = [_layer_artifact(name, outputs[name]) for name in shown]
+    if left_out and artifacts:
+        first = artifacts[0]
+        note = f" {left_out} of {len(outputs)} layers are not drawn (evenly spaced selection); their numbers are in the manifest."
+        artifacts[0] = dataclasses.replace(first, caption=first.caption + note)
+    if artifacts:
+        summary = {name: layer_statistics(output) for name, output in outputs.items()}
+        last = artifacts[-1]
+        artifacts[-1] = dataclasses.replace(last, summary={**last.summary, "all_layers": summary})
+    return artifacts
+
+
+def _layer_artifact(name: str, output: torch.Tensor) -> Artifact:
+    stats = layer_statistics(output)
+    if output.dim() == 2:
+        figure, caption = _dense_stems(name, output)
+    elif output.dim() >= 3:
+        figure, caption = _channel_summary(name, output)
+    else:
+        figure, caption = _dense_stems(name, output.reshape(output.shape[0], -1))
+    return Artifact(name=name, caption=caption, layer=name, figure=figure, data={"output": output.numpy()}, summary=stats)
+
+
+def _dense_stems(name: str, output: torch.Tensor) -> tuple:
+    rows = min(MAX_STEM_INPUTS, output.shape[0])
+    units = min(MAX_STEM_UNITS, output.shape[1])
+    figure = new_figure(8, 1.6 * rows + 0.6)
+    axes_list = figure.subplots(rows, 1, squeeze=False, sharex=True)[:, 0]
+    for row, axes in enumerate(axes_list):
+        values = output[row, :units].numpy()
+        axes.stem(np.arange(units), values, basefmt="k-", markerfmt=".")
+        axes.set_ylabel(f"input {row}", fontsize=8)
+        axes.tick_params(labelsize=7)
+    axes_list[-1].set_xlabel("unit")
+    figure.suptitle(f"{name}: unit outputs", fontsize=10)
+    more = f" (first {units} of {output.shape[1]} units)" if units < output.shape[1] else ""
+    caption = f"Outputs of the {output.shape[1]} units of {name} for {rows} probe inputs{more}."
+    return figure, caption
+
+
+def _channel_summary(name: str, output: torch.Tensor) -> tuple:
+    per_channel = output.double().transpose(0, 1).reshape(output.shape[1], -1)
+    means = per_channel.mean(dim=1).numpy()
+    lows, highs = per_channel.amin(dim=1).numpy(), per_channel.amax(dim=1).numpy()
+    channels = np.arange(len(means))
+    figure = new_figure(8, 3)
+    axes = figure.add_subplot()
+    axes.fill_between(channels, lows, highs, step="mid", alpha=0.25, label="min-max over probe")
+    axes.step(channels, means, where="mid", label="mean")
+    axes.set_xlabel("channel")
+    axes.set_ylabel("output")
+    axes.legend(fontsize=7)
+    axes.set_title(f"{name}: per-channel outputs {tuple(output.shape[1:])}", fontsize=10)
+    caption = f"Mean output of each of the {len(means)} channels of {name} over the probe batch, with the range of values."
+    return figure, caption
+
+
+ANALYZERS = (activations,)

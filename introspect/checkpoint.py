@@ -1,0 +1,249 @@
+"""Saving introspect checkpoints and loading any checkpoint as far as it safely can be.
+
+Loading never runs code from the file: everything goes through ``torch.load(weights_only=True)``
+except TorchScript and ``torch.export`` archives (which hold graphs, not Python code) and a full
+pickled module, which is read only when the caller passes ``trust_pickle=True``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import re
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from introspect._lazy import lazy_import
+from introspect.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:
+    torch = lazy_import("torch")
+
+FORMAT_KEY = "introspect_format"
+FORMAT_VERSION = 1
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights")
+STRIPPED_PREFIXES = ("module.", "_orig_mod.")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def save_checkpoint(path: str | os.PathLike[str], checkpoint: Mapping[str, Any]) -> Path:
+    """Write ``checkpoint`` (a dict built by :func:`make_checkpoint`) atomically to ``path``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(descriptor)
+    try:
+        torch.save(dict(checkpoint), temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def make_checkpoint(
+    model: nn.Module,
+    *,
+    architecture: str,
+    config: Mapping[str, Any],
+    task: Mapping[str, Any],
+    probe_inputs: torch.Tensor | None = None,
+    probe_labels: torch.Tensor | None = None,
+    history: Mapping[str, Any] | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    snapshots: Mapping[str, Any] | None = None,
+    initial_weights: Mapping[str, torch.Tensor] | None = None,
+    best_state_dict: Mapping[str, torch.Tensor] | None = None,
+    extras: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The introspect checkpoint dict (format 1): tensors and plain values only."""
+    from introspect import __version__
+
+    return {
+        FORMAT_KEY: FORMAT_VERSION,
+        "introspect_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "architecture": {"key": architecture, "config": dict(config)},
+        "state_dict": _cpu_state(model.state_dict()),
+        "best_state_dict": _cpu_state(best_state_dict) if best_state_dict else None,
+        "task": dict(task),
+        "probe": {"inputs": _cpu(probe_inputs), "labels": _cpu(probe_labels)},
+        "history": dict(history or {}),
+        "hyperparameters": dict(hyperparameters or {}),
+        "metrics": dict(metrics or {}),
+        "snapshots": dict(snapshots) if snapshots else None,
+        "initial_weights": _cpu_state(initial_weights) if initial_weights else {},
+        "extras": dict(extras or {}),
+    }
+
+
+def _cpu(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    return None if tensor is None else tensor.detach().cpu().clone()
+
+
+def _cpu_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().cpu().clone() for name, tensor in state.items()}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sniff_format(path: Path) -> str:
+    """What kind of file ``path`` is: ``torch-zip``, ``torch-legacy``, ``torchscript`` or ``export``.
+
+    Raises:
+        CheckpointError: the file is missing, empty or not a PyTorch file at all.
+    """
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if not head:
+        raise CheckpointError(f"{path}: the file is empty")
+    if head.startswith(_PNG_SIGNATURE):
+        raise CheckpointError(f"{path}: is a PNG image, not a checkpoint")
+    if head.startswith(b"PK"):
+        return _zip_kind(path)
+    if head[0] == 0x80:  # pickle protocol marker: torch.save's legacy format
+        return "torch-legacy"
+    raise CheckpointError(f"{path}: is not a PyTorch checkpoint (unrecognized content)")
+
+
+def _zip_kind(path: Path) -> str:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile:
+        raise CheckpointError(f"{path}: is truncated or corrupted (the zip archive cannot be read)") from None
+    if any(name.endswith("/constants.pkl") or "/code/" in name for name in names):
+        return "torchscript"
+    if any(name.endswith("/data.pkl") for name in names):
+        return "torch-zip"
+    if any(name.endswith(("archive_format", "serialized_exported_program.json")) or "/models/" in name for name in names):
+        return "export"
+    raise CheckpointError(f"{path}: is a zip archive but not a PyTorch checkpoint")
+
+
+def read_safely(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` with every failure turned into one clear sentence."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for broken files
+        raise _explain_load_failure(path, error) from error
+
+
+def read_trusting(path: Path) -> Any:
+    """Full unpickling: runs whatever code the file names. Only on the user's explicit say-so."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise CheckpointError(f"{path}: could not be unpickled even with --trust-pickle: {type(error).__name__}: {error}") from error
+
+
+def _explain_load_failure(path: Path, error: Exception) -> CheckpointError:
+    message = str(error)
+    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message) or re.search(r"GLOBAL ([\w.]+)", message)
+    if unsafe or "Weights only load failed" in message:
+        name = unsafe.group(1) if unsafe else "a Python object"
+        return CheckpointError(
+            f"{path}: contains pickled Python objects ({name}); unpickling them could run code, so "
+            "it was not loaded. If you trust where the file came from, pass --trust-pickle."
+        )
+    if any(word in message for word in ("central directory", "truncated", "EOF", "unexpected end", "Ran out of input")):
+        return CheckpointError(f"{path}: is truncated or corrupted ({message.splitlines()[0]})")
+    return CheckpointError(f"{path}: cannot be read as a checkpoint ({type(error).__name__}: {message.splitlines()[0] if message else ''})")
+
+
+def is_tensor_dict(value: Any) -> bool:
+    """Whether ``value`` is a non-empty dict whose values are all tensors (a state_dict)."""
+    return isinstance(value, Mapping) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def unwrap_state_dict(payload: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """Find the state_dict in a bare or wrapped dict; returns it with the wrapper's plain extras."""
+    if is_tensor_dict(payload):
+        return strip_prefixes(dict(payload)), {}
+    for key in WRAPPER_KEYS:
+        inner = payload.get(key)
+        if is_tensor_dict(inner):
+            extras = {k: v for k, v in payload.items() if k != key and _is_plain(v)}
+            return strip_prefixes(dict(inner)), extras
+    return None
+
+
+def _is_plain(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool, type(None))) or (
+        isinstance(value, (list, tuple, dict)) and len(value) < 64
+    )
+
+
+def strip_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove ``module.`` (DataParallel) and ``_orig_mod.`` (torch.compile) from every key."""
+    changed = True
+    while changed:
+        changed = False
+        for prefix in STRIPPED_PREFIXES:
+            if state_dict and all(key.startswith(prefix) for key in state_dict):
+                state_dict = {key[len(prefix):]: value for key, value in state_dict.items()}
+                changed = True
+    return state_dict
+
+
+def without_common_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """Keys without a first component shared by all of them (Lightning's ``model.``), if any."""
+    first_parts = {key.split(".", 1)[0] for key in state_dict}
+    if len(first_parts) != 1 or not all("." in key for key in state_dict):
+        return None
+    return {key.split(".", 1)[1]: value for key, value in state_dict.items()}
+
+
+def load_state_into(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Load weights into ``model``, trying a Lightning-style prefix strip; explain mismatches."""
+    expected = model.state_dict()
+    candidates = [state_dict]
+    stripped = without_common_prefix(state_dict)
+    if stripped is not None:
+        candidates.append(stripped)
+    best = max(candidates, key=lambda candidate: len(candidate.keys() & expected.keys()))
+    problems = _mismatches(expected, best)
+    if problems:
+        raise CheckpointError(f"{source}: the weights do not fit the architecture: {problems}")
+    model.load_state_dict(best, strict=True)
+
+
+def _mismatches(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]) -> str:
+    missing = sorted(expected.keys() - given.keys())
+    unexpected = sorted(given.keys() - expected.keys())
+    shapes = [
+        f"{name} is {tuple(given[name].shape)} but the model wants {tuple(expected[name].shape)}"
+        for name in expected.keys() & given.keys()
+        if tuple(given[name].shape) != tuple(expected[name].shape)
+    ]
+    parts = []
+    if missing:
+        parts.append(f"missing {_few(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {_few(unexpected)}")
+    parts.extend(shapes[:3])
+    return "; ".join(parts)
+
+
+def _few(names: list[str]) -> str:
+    shown = ", ".join(names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
