@@ -25,8 +25,8 @@ def check_hookable(model: nn.Module) -> None:
     """Raise :class:`SkipAnalyzer` for models whose layers cannot carry Python forward hooks."""
     if isinstance(model, torch.jit.ScriptModule):
         raise SkipAnalyzer("TorchScript modules do not run Python forward hooks, so layer outputs cannot be captured")
-    if isinstance(model, torch.fx.GraphModule) and not leaf_layers(model):
-        raise SkipAnalyzer("an exported graph has no layer modules to hook")
+    if isinstance(model, torch.fx.GraphModule):
+        raise SkipAnalyzer("an exported graph runs its operations directly, not through layer modules, so layer outputs cannot be hooked")
 
 
 @contextlib.contextmanager
@@ -63,7 +63,11 @@ def recording(model: nn.Module, layers: Iterable[str] | None = None, *, to_cpu: 
 def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Put every submodule in eval mode for the block and restore each one's own flag after."""
     flags = {module: module.training for module in model.modules()}
-    model.eval()
+    try:
+        model.eval()
+    except NotImplementedError:  # torch.export's modules refuse eval(); their flags can still be set
+        for module in flags:
+            module.training = False
     try:
         yield model
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -154,7 +155,9 @@ def _read_parts(path: Path, kind: str, options: LoadOptions) -> _Parts:
 
 def _scripted_parts(path: Path) -> _Parts:
     try:
-        model = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # TorchScript's deprecation notice is not the user's problem
+            warnings.simplefilter("ignore", FutureWarning)
+            model = torch.jit.load(str(path), map_location="cpu")
     except Exception as error:
         raise CheckpointError(f"{path}: is a TorchScript archive that cannot be loaded ({type(error).__name__})") from error
     return _Parts(state_dict=dict(model.state_dict()), model=model, model_note="a TorchScript archive", metadata={"format": "torchscript"})
@@ -169,6 +172,9 @@ def _exported_parts(path: Path) -> _Parts:
     parts = _Parts(state_dict=dict(program.state_dict), model=model, model_note="a torch.export program", metadata={"format": "torch.export"})
     example = program.example_inputs
     if example and example[0] and isinstance(example[0][0], torch.Tensor):
+        # The program's own example batch is the one input it is guaranteed to accept: exported
+        # graphs may be specialized to its batch size.
+        parts.probe_inputs = example[0][0].detach().clone()
         parts.task = Task(input_shape=tuple(example[0][0].shape[1:]))
     return parts
 
@@ -225,7 +231,7 @@ def _attach_probe(parts: _Parts, options: LoadOptions, path: Path) -> None:
         input_shape = guess_input_shape(parts.state_dict)
     if parts.probe_inputs is not None:
         input_shape = tuple(parts.probe_inputs.shape[1:])
-    if input_shape is not None and parts.task.input_shape != input_shape:
+    if input_shape is not None:
         image_shape = parts.task.image_shape or (input_shape if len(input_shape) == 3 else None)
         parts.task = dataclasses.replace(parts.task, input_shape=input_shape, image_shape=image_shape)
     if parts.probe_inputs is None and parts.model is not None and input_shape is not None:

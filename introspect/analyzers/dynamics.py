@@ -1,0 +1,406 @@
+"""Analyzers of how units behave: dead and saturated units, feature maps, responses over x."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from introspect._lazy import lazy_import
+from introspect.analyzers.activations import evenly_spaced, interesting_layers
+from introspect.artifacts import Artifact
+from introspect.capture import capture_activations, check_hookable, evaluation_mode, leaf_layers
+from introspect.errors import SkipAnalyzer
+from introspect.needs import Needs
+from introspect.plotting import grid_shape, montage, new_figure, panel_grid, symmetric_limit
+from introspect.spec import analyzer
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from introspect.subject import Subject
+else:
+    torch = lazy_import("torch")
+
+RELU_LIKE = frozenset(
+    {"ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Hardswish"}
+)
+BOUNDED = {"Sigmoid": (0.0, 1.0), "Tanh": (-1.0, 1.0), "Hardsigmoid": (0.0, 1.0), "Softsign": (-1.0, 1.0)}
+MAX_SAMPLE = 200_000
+LAYERS_PER_PAGE = 12
+MAX_BAR_LAYERS = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitHealth:
+    """How the units of one layer behaved over the probe set.
+
+    Attributes:
+        kind: ``"relu"`` (can die), ``"bounded"`` (can saturate) or ``"other"``.
+        dead: per unit, whether its output was <= 0 for every input and position (relu only).
+        saturated: per unit, whether it sat within eps of a bound for most values (bounded only).
+        sample: the output values the histogram is drawn from (all, or a seeded sample).
+        sampled: whether ``sample`` is a sample rather than every value.
+        moments: mean, std, min, max and the fraction of values exactly zero.
+    """
+
+    kind: str
+    dead: np.ndarray | None
+    saturated: np.ndarray | None
+    sample: np.ndarray
+    sampled: bool
+    moments: dict
+
+
+def activation_kind(module: nn.Module) -> tuple[str, tuple[float, float] | None]:
+    """Whether ``module`` is a ReLU-like, a bounded (saturating) activation or something else."""
+    name = type(module).__name__
+    if name in RELU_LIKE:
+        return "relu", None
+    if name == "Hardtanh":
+        return "bounded", (float(module.min_val), float(module.max_val))
+    if name in BOUNDED:
+        return "bounded", BOUNDED[name]
+    return "other", None
+
+
+def activation_layers(model: nn.Module) -> dict[str, tuple[str, tuple[float, float] | None]]:
+    """Leaf layers that are activation functions, with their kind and bounds."""
+    kinds = {name: activation_kind(module) for name, module in leaf_layers(model)}
+    return {name: kind for name, kind in kinds.items() if kind[0] != "other"}
+
+
+def unit_values(output: torch.Tensor) -> torch.Tensor:
+    """``output`` as (inputs, units, positions): dimension 1 is the unit (a conv channel)."""
+    values = output.detach().float()
+    if values.dim() < 2:
+        values = values.reshape(-1, 1)
+    return values.reshape(values.shape[0], values.shape[1], -1)
+
+
+def measure_health(
+    output: torch.Tensor, kind: str, bounds: tuple[float, float] | None, *, eps: float, min_share: float, max_sample: int, seed: int
+) -> UnitHealth:
+    """Dead and saturated units and the value distribution of one layer's output."""
+    units = unit_values(output)
+    dead = (units <= 0).all(dim=2).all(dim=0).cpu().numpy() if kind == "relu" else None
+    saturated = None
+    if kind == "bounded" and bounds is not None:
+        low, high = bounds
+        near = ((units - low).abs() <= eps) | ((high - units).abs() <= eps)
+        saturated = (near.double().mean(dim=(0, 2)) >= min_share).cpu().numpy()
+    flat = units.reshape(-1)
+    sampled = flat.numel() > max_sample
+    if sampled:
+        generator = torch.Generator(device=flat.device).manual_seed(seed)
+        flat_sample = flat[torch.randint(flat.numel(), (max_sample,), generator=generator, device=flat.device)]
+    else:
+        flat_sample = flat
+    whole = flat.double()
+    moments = {
+        "mean": float(whole.mean()),
+        "std": float(whole.std()) if whole.numel() > 1 else 0.0,
+        "min": float(whole.min()),
+        "max": float(whole.max()),
+        "zero_fraction": float((whole == 0).double().mean()),
+    }
+    return UnitHealth(kind, dead, saturated, flat_sample.double().cpu().numpy(), sampled, moments)
+
+
+def measure_layers(model: nn.Module, inputs: torch.Tensor, measure: Callable[[str, torch.Tensor], object], layers: list[str]) -> dict:
+    """One forward pass in eval mode, reducing each layer's output with ``measure`` inside its hook.
+
+    Reducing in the hook keeps memory flat on big models (no layer output is kept). A module
+    called several times (a shared ReLU in a ResNet block) keeps the result of its last call.
+    """
+    check_hookable(model)
+    modules = dict(model.named_modules())
+    results: dict[str, object] = {}
+
+    def hook_for(name: str):  # noqa: ANN202 - a closure per layer name
+        def hook(module: nn.Module, args: tuple, output: object) -> None:
+            if isinstance(output, torch.Tensor):
+                results[name] = measure(name, output)
+        return hook
+
+    handles = [modules[name].register_forward_hook(hook_for(name)) for name in layers]
+    try:
+        with evaluation_mode(model), torch.no_grad():
+            model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return results
+
+
+@analyzer(needs=Needs.FORWARD)
+def activation_health(
+    subject: Subject, /, *, eps: float = 0.01, min_share: float = 0.9, bins: int = 50,
+    max_layers: int = 24, max_sample: int = MAX_SAMPLE,
+) -> list[Artifact]:
+    """Dead and saturated units per layer over the probe set, and the distribution of activations.
+
+    A ReLU-like unit (a conv channel counts as one unit) is dead when its output is <= 0 for
+    every probe input and position: it passes no signal and gets no gradient. A sigmoid, tanh
+    or hardtanh unit is saturated when at least ``min_share`` of its values lie within ``eps``
+    of a bound, where its gradient vanishes. Histograms (log counts) show each layer's spread.
+    """
+    kinds = activation_layers(subject.model)
+    fallback = not kinds
+    if fallback:
+        kinds = {name: ("other", None) for name in interesting_layers(subject.model)}
+    if not kinds:
+        raise SkipAnalyzer("the model has no layers to measure")
+
+    def measure(name: str, output: torch.Tensor) -> UnitHealth:
+        kind, bounds = kinds[name]
+        return measure_health(output, kind, bounds, eps=eps, min_share=min_share, max_sample=max_sample, seed=subject.seed)
+
+    health = measure_layers(subject.model, subject.probe_inputs.to(subject.device), measure, list(kinds))
+    if not health:
+        raise SkipAnalyzer("no measured layer produced a tensor output")
+    histograms = {name: _histogram(item, kinds[name][1], bins) for name, item in health.items()}
+    artifacts = [_fractions_artifact(health, fallback)]
+    shown = evenly_spaced(list(health), max_layers)
+    for start in range(0, len(shown), LAYERS_PER_PAGE):
+        names = shown[start : start + LAYERS_PER_PAGE]
+        artifacts.append(_distribution_page(names, health, histograms, start, len(shown), len(health)))
+    return artifacts
+
+
+def _histogram(item: UnitHealth, bounds: tuple[float, float] | None, bins: int) -> dict:
+    finite = item.sample[np.isfinite(item.sample)]
+    value_range = bounds if bounds is not None else ((finite.min(), finite.max()) if finite.size else (0.0, 1.0))
+    counts, edges = np.histogram(finite, bins=bins, range=value_range)
+    return {"counts": counts, "edges": edges}
+
+
+def health_summary(item: UnitHealth) -> dict:
+    """JSON-ready numbers for one layer: unit counts and fractions, and the value moments."""
+    num_units = len(item.dead if item.dead is not None else item.saturated if item.saturated is not None else [])
+    summary: dict = {"kind": item.kind, "num_units": num_units or None}
+    for key, flags in (("dead", item.dead), ("saturated", item.saturated)):
+        summary[f"num_{key}"] = int(flags.sum()) if flags is not None else None
+        summary[f"{key}_fraction"] = float(flags.mean()) if flags is not None and flags.size else None
+    return {**summary, **item.moments, "sampled": item.sampled}
+
+
+def _fractions_artifact(health: dict[str, UnitHealth], fallback: bool) -> Artifact:
+    names = evenly_spaced(list(health), MAX_BAR_LAYERS)
+    summaries = {name: health_summary(item) for name, item in health.items()}
+    figure = new_figure(8, 1.2 + 0.28 * len(names))
+    axes = figure.add_subplot()
+    rows = np.arange(len(names))
+    for offset, key, colour in ((-0.2, "dead", "tab:red"), (0.2, "saturated", "tab:orange")):
+        values = [summaries[name][f"{key}_fraction"] for name in names]
+        axes.barh(rows + offset, [value or 0.0 for value in values], height=0.38, color=colour, label=f"{key} units")
+        for row, name, value in zip(rows, names, values):
+            if value is not None:
+                axes.text(max(value, 0) + 0.01, row + offset, f"{summaries[name][f'num_{key}']}/{summaries[name]['num_units']}", va="center", fontsize=6)
+    axes.set_yticks(rows, names, fontsize=7)
+    axes.invert_yaxis()
+    axes.set_xlim(0, 1.12)
+    axes.set_xlabel("fraction of units")
+    axes.legend(fontsize=7, loc="lower right")
+    axes.set_title("Dead and saturated units per layer", fontsize=10)
+    caption = "Fraction of dead (ReLU-like, never > 0 on the probe set) and saturated (sigmoid/tanh within eps of a bound) units per activation layer; conv channels count as units."
+    if fallback:
+        caption = "The model has no activation modules (activations applied as functions are invisible to hooks), so no unit can be called dead or saturated; the distributions of every layer's output are shown."
+    if len(names) < len(health):
+        caption += f" {len(names)} of {len(health)} layers are drawn (evenly spaced); all are in the manifest."
+    data = {"dead": {n: h.dead for n, h in health.items()}, "saturated": {n: h.saturated for n, h in health.items()}}
+    return Artifact(name="unit-health", caption=caption, figure=figure, data=data, summary={"layers": summaries})
+
+
+def _distribution_page(names: list[str], health: dict, histograms: dict, start: int, num_shown: int, total: int) -> Artifact:
+    figure = new_figure(12, 2.4 * -(-len(names) // 4))
+    for axes, name in zip(panel_grid(figure, len(names)), names):
+        histogram, item = histograms[name], health[name]
+        axes.stairs(histogram["counts"], histogram["edges"], fill=True, alpha=0.7)
+        axes.set_yscale("log")
+        label = f"zero: {item.moments['zero_fraction']:.0%}"
+        if item.dead is not None:
+            label = f"dead {int(item.dead.sum())}/{item.dead.size}, " + label
+        if item.saturated is not None:
+            label = f"saturated {int(item.saturated.sum())}/{item.saturated.size}"
+        axes.set_title(f"{name}\n{label}", fontsize=8)
+        axes.tick_params(labelsize=7)
+    page = f" (layers {start + 1}-{start + len(names)} of {num_shown} drawn, of {total})" if num_shown > len(names) or total > num_shown else ""
+    sampled = [name for name in names if health[name].sampled]
+    note = f" Values of {len(sampled)} large layers are a seeded random sample." if sampled else ""
+    return Artifact(
+        name=f"distributions-{start + 1:03d}",
+        caption=f"Histograms of activation values over the probe set, log counts{page}.{note}",
+        figure=figure,
+        data={name: histograms[name] for name in names},
+        summary={name: health[name].moments for name in names},
+    )
+
+
+def pick_images(labels: torch.Tensor | None, count: int, limit: int) -> list[int]:
+    """Up to ``limit`` probe indices, one per class first when labels are known, then in order."""
+    chosen: list[int] = []
+    if labels is not None and labels.dim() == 1 and not labels.is_floating_point():
+        first_of_class = {}
+        for index, label in enumerate(labels.tolist()):
+            first_of_class.setdefault(label, index)
+        chosen = list(first_of_class.values())[:limit]
+    chosen += [index for index in range(count) if index not in chosen]
+    return sorted(chosen[:limit])
+
+
+def display_images(subject: Subject, inputs: torch.Tensor) -> np.ndarray:
+    """Inputs as (N, H, W, 3) floats in [0, 1]: normalization undone, else rescaled per image."""
+    channels, height, width = subject.task.image_shape
+    images = inputs.detach().cpu().double().reshape(len(inputs), channels, height, width)
+    normalization = subject.task.normalization
+    if normalization:
+        mean = torch.tensor(normalization["mean"], dtype=torch.float64).reshape(1, -1, 1, 1)
+        std = torch.tensor(normalization["std"], dtype=torch.float64).reshape(1, -1, 1, 1)
+        images = images * std + mean
+    array = images.numpy()
+    if array.min() < 0 or array.max() > 1:
+        low = array.min(axis=(1, 2, 3), keepdims=True)
+        span = np.maximum(array.max(axis=(1, 2, 3), keepdims=True) - low, 1e-12)
+        array = (array - low) / span
+    if channels != 3:
+        array = np.repeat(array.mean(axis=1, keepdims=True), 3, axis=1)
+    return array.transpose(0, 2, 3, 1)
+
+
+def conv_layers(model: nn.Module) -> list[str]:
+    """Names of the 2-D convolution layers, in definition order."""
+    return [name for name, module in leaf_layers(model) if isinstance(module, torch.nn.Conv2d)]
+
+
+@analyzer(needs=Needs.FORWARD | Needs.IMAGE_INPUT)
+def feature_maps(subject: Subject, /, *, max_images: int = 3, max_channels: int = 64, max_layers: int = 8) -> list[Artifact]:
+    """What each convolution layer's output channels show for a few probe images.
+
+    Each row is one probe image (shown on the left) and the output channels of the layer for
+    it, tiled as one montage on a shared diverging colour scale: red is positive, blue negative.
+    These are the conv outputs before normalization and activation.
+    """
+    layers = conv_layers(subject.model)
+    if not layers:
+        raise SkipAnalyzer("the model has no 2-D convolution layers")
+    indices = pick_images(subject.probe_labels, len(subject.probe_inputs), max_images)
+    inputs = subject.probe_inputs[indices]
+    shown = evenly_spaced(layers, max_layers)
+    outputs = capture_activations(subject.model, inputs.to(subject.device), shown)
+    images = display_images(subject, inputs)
+    artifacts = [
+        _feature_map_artifact(name, outputs[name], images, indices, max_channels)
+        for name in shown
+        if name in outputs and outputs[name].dim() == 4
+    ]
+    if artifacts and len(shown) < len(layers):
+        note = f" {len(shown)} of {len(layers)} conv layers are shown (evenly spaced)."
+        artifacts[0] = dataclasses.replace(artifacts[0], caption=artifacts[0].caption + note)
+    return artifacts
+
+
+def strongest_channels(maps: torch.Tensor, limit: int) -> np.ndarray:
+    """Indices (ascending) of the ``limit`` channels with the largest mean |output|."""
+    strength = maps.abs().double().mean(dim=(0, 2, 3))
+    count = min(limit, len(strength))
+    return np.sort(torch.topk(strength, count).indices.numpy())
+
+
+def _feature_map_artifact(name: str, output: torch.Tensor, images: np.ndarray, indices: list[int], max_channels: int) -> Artifact:
+    channels = strongest_channels(output, max_channels)
+    maps = output[:, channels].double().numpy()
+    limit = symmetric_limit(maps)
+    columns = grid_shape(len(channels))[1]
+    tiles = [montage(maps[row], columns=columns) for row in range(len(maps))]
+    aspect = tiles[0].shape[1] / tiles[0].shape[0]
+    figure = new_figure(min(12.0, 2.0 + 3.2 * aspect), 3.2 * len(tiles))
+    axes_grid = figure.subplots(len(tiles), 2, squeeze=False, width_ratios=[1, max(1.0, 2 * aspect)])
+    for row, (image_axes, map_axes) in enumerate(axes_grid):
+        image_axes.imshow(images[row], interpolation="nearest")
+        image_axes.set_title(f"probe input {indices[row]}", fontsize=8)
+        drawn = map_axes.imshow(tiles[row], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        for axes in (image_axes, map_axes):
+            axes.set_xticks([])
+            axes.set_yticks([])
+    figure.colorbar(drawn, ax=axes_grid[:, 1].tolist(), shrink=0.6)
+    figure.suptitle(f"{name}: output channels {tuple(output.shape[1:])}", fontsize=10)
+    kept = f"the {len(channels)} strongest (mean |output|) of {output.shape[1]} channels, in channel order" if len(channels) < output.shape[1] else f"all {len(channels)} channels"
+    caption = f"Output of {name} for {len(indices)} probe images: {kept}, one shared colour scale (±{limit:.3g})."
+    summary = {"num_channels": int(output.shape[1]), "channels_shown": channels.tolist(), "images": list(indices), "limit": limit}
+    return Artifact(name=f"maps-{name}", caption=caption, layer=name, figure=figure, data={"maps": maps, "channels": channels}, summary=summary)
+
+
+def scalar_domain(subject: Subject) -> tuple[float, float]:
+    """The task's x range, else the probe inputs' range (widened when they are all equal)."""
+    if subject.task.domain is not None:
+        low, high = subject.task.domain
+    else:
+        values = subject.probe_inputs.detach().double().reshape(-1)
+        low, high = float(values.min()), float(values.max())
+    return (low - 1.0, high + 1.0) if high <= low else (float(low), float(high))
+
+
+def curve_layers(model: nn.Module) -> list[str]:
+    """Activation layers plus the output layer; every interesting layer when there are none."""
+    layers = interesting_layers(model)
+    chosen = [name for name in layers if name in activation_layers(model)]
+    if not chosen:
+        return layers
+    return chosen + [layers[-1]] if layers[-1] not in chosen else chosen
+
+
+def sweep(subject: Subject, grid: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
+    """Each of ``layers``' outputs, as (points, units) arrays, for scalar inputs ``grid``."""
+    dtype = subject.probe_inputs.dtype if subject.probe_inputs.is_floating_point() else torch.float32
+    inputs = torch.as_tensor(grid, dtype=dtype).reshape(-1, 1).to(subject.device)
+    outputs = capture_activations(subject.model, inputs, layers)
+    return {name: outputs[name].double().reshape(len(grid), -1).numpy() for name in layers if name in outputs}
+
+
+@analyzer(needs=Needs.FORWARD | Needs.SCALAR_INPUT)
+def response_curves(subject: Subject, /, *, num_points: int = 400, max_units: int = 32, max_layers: int = 12) -> list[Artifact]:
+    """Each unit's activation as the input x sweeps the whole domain, one panel per layer.
+
+    Where a ReLU unit's curve leaves zero is where in the input space it switches on; a
+    sigmoid or tanh unit is most sensitive where its curve is steepest. Flat curves are units
+    that do nothing anywhere in the domain.
+    """
+    low, high = scalar_domain(subject)
+    grid = np.linspace(low, high, num_points)
+    responses = sweep(subject, grid, curve_layers(subject.model))
+    if not responses:
+        raise SkipAnalyzer("no layer produced an output to draw")
+    names = evenly_spaced(list(responses), max_layers)
+    figure = new_figure(12, 2.8 * -(-len(names) // 3))
+    summaries = {}
+    kinds = activation_layers(subject.model)
+    for axes, name in zip(panel_grid(figure, len(names), max_columns=3), names):
+        values = responses[name]
+        drawn = np.sort(np.argsort(-values.std(axis=0), kind="stable")[:max_units])
+        axes.plot(grid, values[:, drawn], linewidth=1)
+        more = f" ({len(drawn)} of {values.shape[1]} units)" if len(drawn) < values.shape[1] else f" ({values.shape[1]} units)"
+        axes.set_title(name + more, fontsize=8)
+        axes.tick_params(labelsize=7)
+        axes.set_xlabel("x", fontsize=7)
+        summaries[name] = _response_summary(values, kinds.get(name, ("other", None))[0], len(drawn))
+    caption = f"Unit activations over x in [{low:g}, {high:g}] ({num_points} points); units that vary most are drawn when a layer has more than {max_units}."
+    if len(names) < len(responses):
+        caption += f" {len(names)} of {len(responses)} layers are drawn (evenly spaced)."
+    data = {"x": grid, "layers": responses}
+    return [Artifact(name="response-curves", caption=caption, figure=figure, data=data, summary={"domain": [low, high], "layers": summaries})]
+
+
+def _response_summary(values: np.ndarray, kind: str, num_drawn: int) -> dict:
+    summary = {"num_units": int(values.shape[1]), "units_drawn": num_drawn, "min": float(values.min()), "max": float(values.max())}
+    if kind == "relu":
+        active = values > 0
+        summary["num_inactive_everywhere"] = int((~active.any(axis=0)).sum())
+        summary["mean_active_fraction"] = float(active.mean())
+    return summary
+
+
+ANALYZERS = (activation_health, feature_maps, response_curves)

@@ -1,0 +1,210 @@
+"""Gradient attribution with captum: which input pixels (or values of x) move the output.
+
+The shared pieces (choosing probe images and targets, batched captum calls, a work budget that
+keeps big models affordable, and the image/map/overlay strips) live in :mod:`._attribution`;
+this module holds ``input_saliency`` and ``grad_cam``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from introspect._lazy import lazy_import
+from introspect.analyzers._attribution import (
+    INTERNAL_BATCH_SIZE,
+    ProbeSelection,
+    attribute,
+    channel_maps,
+    choose_probe,
+    display_images,
+    strip_figure,
+    tiles_for,
+)
+from introspect.artifacts import Artifact
+from introspect.errors import SkipAnalyzer
+from introspect.needs import Needs
+from introspect.plotting import new_figure
+from introspect.spec import analyzer
+
+if TYPE_CHECKING:
+    import torch
+
+    from introspect.subject import Subject
+else:
+    torch = lazy_import("torch")
+
+METHODS = ("saliency", "integrated_gradients", "smoothgrad", "guided_backprop")
+METHOD_TEXT = {
+    "saliency": ("Saliency", "|d score / d input| (Simonyan et al. 2013)"),
+    "integrated_gradients": ("Integrated Gradients", "gradients averaged on the straight path from an all-zero input, times (input - 0); the values sum to score(input) - score(zeros)"),
+    "smoothgrad": ("SmoothGrad", "|gradient| averaged over noisy copies of the input (Gaussian, sd = 15% of the input range)"),
+    "guided_backprop": ("Guided Backprop", "gradient with negative signals blocked at every nn.ReLU module on the way back"),
+}
+SIGNED = {"saliency": False, "integrated_gradients": True, "smoothgrad": False, "guided_backprop": True}
+NUM_CURVE_POINTS = 256
+MAX_CURVE_OUTPUTS = 4
+
+
+@analyzer(needs=Needs.FORWARD | Needs.GRADIENTS)
+def input_saliency(
+    subject: Subject,
+    /,
+    *,
+    methods: tuple[str, ...] = METHODS,
+    max_per_class: int = 2,
+    max_images: int = 8,
+    n_steps: int = 32,
+    nt_samples: int = 16,
+    internal_batch_size: int = INTERNAL_BATCH_SIZE,
+) -> list[Artifact]:
+    """Which parts of the input the target score is sensitive to: Saliency, Integrated Gradients, SmoothGrad, Guided Backprop.
+
+    Image inputs: one figure per method; the top row is the input, the middle row the
+    attribution for the target class (the probe label, else the predicted class), the bottom row
+    the attribution laid over the input. Bright or strongly coloured regions are where the score
+    reacts; maps of several methods that agree are more trustworthy. Red is positive evidence,
+    blue negative for the signed methods. Each map is scaled to its own maximum. Scalar input:
+    the output curve over the domain with its derivative d output / d x beneath it.
+    """
+    unknown = [method for method in methods if method not in METHOD_TEXT]
+    if unknown:
+        raise ValueError(f"unknown attribution method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+    if subject.task.is_scalar:
+        return [_scalar_derivative(subject)]
+    passes = sum({"saliency": 1, "integrated_gradients": n_steps, "smoothgrad": nt_samples, "guided_backprop": 1}[m] for m in methods)
+    probe = choose_probe(subject, max_per_class, max_images, passes)
+    options = {"n_steps": n_steps, "nt_samples": nt_samples, "internal_batch_size": internal_batch_size, "seed": subject.seed}
+    artifacts = []
+    for method in methods:
+        result = attribute(subject.model, probe.inputs, probe.targets, method, **options)
+        artifacts.append(_method_artifact(subject, probe, method, result, options))
+    return artifacts
+
+
+def _method_artifact(subject: Subject, probe: ProbeSelection, method: str, result: torch.Tensor, options: dict) -> Artifact:
+    values = result.detach().cpu().double()
+    title, how = METHOD_TEXT[method]
+    summary: dict = {"num_images": len(probe.indices), "mean_abs": float(values.abs().mean())}
+    if method == "integrated_gradients":
+        summary["completeness_gap"] = _completeness_gap(subject, probe, values)
+        summary["n_steps"] = options["n_steps"]
+    if method == "smoothgrad":
+        summary["nt_samples"] = options["nt_samples"]
+    data = {"attributions": values.numpy(), "indices": probe.indices, "targets": probe.target_array()}
+    if subject.task.is_image:
+        maps = channel_maps(values, subject.task.image_shape)
+        images = display_images(subject, probe.inputs)
+        figure = strip_figure(tiles_for(images, maps, SIGNED[method]), probe.titles, f"{title}: {how}")
+        data["maps"] = maps
+    else:
+        figure = _feature_heatmap(values.reshape(len(values), -1).numpy(), probe.titles, title, SIGNED[method])
+    caption = f"{title} ({how}) for {len(probe.indices)} probe inputs{probe.note}; each map is scaled to its own maximum."
+    if method == "guided_backprop" and not _has_relu_modules(subject.model):
+        caption += " The model has no nn.ReLU modules, so Guided Backprop equals the plain gradient here."
+    return Artifact(name=method.replace("_", "-"), caption=caption, figure=figure, data=data, summary=summary)
+
+
+def _completeness_gap(subject: Subject, probe: ProbeSelection, attributions: torch.Tensor) -> float:
+    """Largest |sum of IG attributions - (score(x) - score(0))| over the images: the IG error."""
+    with torch.no_grad():
+        inputs = probe.inputs
+        gain = probe.select(subject.model(inputs)) - probe.select(subject.model(torch.zeros_like(inputs)))
+    totals = attributions.reshape(len(attributions), -1).sum(dim=1)
+    return float((totals - gain.detach().cpu().double()).abs().max())
+
+
+def _has_relu_modules(model: torch.nn.Module) -> bool:
+    return any(isinstance(module, torch.nn.ReLU) for module in model.modules())
+
+
+def _feature_heatmap(values: np.ndarray, titles: list[str], title: str, signed: bool):
+    """Attributions of non-image, non-scalar inputs: inputs by features, one row per input."""
+    figure = new_figure(min(12.0, 2.0 + 0.08 * values.shape[1]), 0.45 * len(values) + 1.2)
+    axes = figure.add_subplot()
+    limit = float(max(np.abs(values).max(), 1e-12))
+    image = axes.imshow(values, aspect="auto", interpolation="nearest", cmap="RdBu_r" if signed else "inferno",
+                        vmin=-limit if signed else 0.0, vmax=limit)
+    axes.set_yticks(range(len(titles)), [text.replace("\n", " ") for text in titles], fontsize=7)
+    axes.set_xlabel("input feature")
+    axes.set_title(title, fontsize=10)
+    figure.colorbar(image, ax=axes)
+    return figure
+
+
+def _scalar_derivative(subject: Subject) -> Artifact:
+    """The output over the domain and d output / d x, by autograd at each point of a fine grid."""
+    low, high = subject.task.domain or (float(subject.probe_inputs.min()), float(subject.probe_inputs.max()))
+    grid = torch.linspace(low, high, NUM_CURVE_POINTS, dtype=subject.probe_inputs.dtype, device=subject.device)
+    x = grid.unsqueeze(1).requires_grad_(True)
+    outputs = subject.model(x).reshape(NUM_CURVE_POINTS, -1)[:, :MAX_CURVE_OUTPUTS]
+    # In eval mode each output row depends on its own x only, so the gradient of the column sum
+    # is the per-point derivative.
+    derivatives = [torch.autograd.grad(outputs[:, k].sum(), x, retain_graph=True)[0][:, 0] for k in range(outputs.shape[1])]
+    xs = grid.detach().cpu().double().numpy()
+    ys = outputs.detach().cpu().double().numpy()
+    slopes = torch.stack(derivatives, dim=1).detach().cpu().double().numpy()
+    figure = _derivative_figure(subject, xs, ys, slopes)
+    caption = (
+        f"Network output over x in [{low:g}, {high:g}] ({NUM_CURVE_POINTS} points) and its derivative d output / d x by autograd; "
+        "where the derivative is large the output is most sensitive to the input."
+    )
+    summary = {"max_abs_derivative": float(np.abs(slopes).max()), "mean_abs_derivative": float(np.abs(slopes).mean()), "domain": [low, high]}
+    return Artifact(name="derivative", caption=caption, figure=figure, data={"x": xs, "output": ys, "derivative": slopes}, summary=summary)
+
+
+def _derivative_figure(subject: Subject, xs: np.ndarray, ys: np.ndarray, slopes: np.ndarray):
+    figure = new_figure(7, 5)
+    top, bottom = figure.subplots(2, 1, sharex=True)
+    if subject.probe_labels is not None and subject.probe_labels.is_floating_point():
+        top.scatter(subject.probe_inputs.reshape(-1).cpu().numpy(), subject.probe_labels.reshape(len(subject.probe_labels), -1)[:, 0].cpu().numpy(),
+                    s=8, color="tab:grey", label="probe targets")
+    for k in range(ys.shape[1]):
+        label = f"output {k}" if ys.shape[1] > 1 else "output"
+        top.plot(xs, ys[:, k], label=label)
+        bottom.plot(xs, slopes[:, k], label=f"d {label} / dx")
+    bottom.axhline(0.0, color="black", linewidth=0.6)
+    top.set_ylabel("output")
+    bottom.set_ylabel("d output / dx")
+    bottom.set_xlabel("x")
+    top.legend(fontsize=7)
+    bottom.legend(fontsize=7)
+    return figure
+
+
+@analyzer(needs=Needs.FORWARD | Needs.GRADIENTS | Needs.IMAGE_INPUT)
+def grad_cam(subject: Subject, /, *, max_per_class: int = 2, max_images: int = 8) -> list[Artifact]:
+    """Grad-CAM on the last Conv2d layer: which regions of the image the class score relies on.
+
+    The last convolution's channels are weighted by the mean gradient of the target score
+    (the probe label, else the predicted class) and summed; negative values are cut at zero
+    (Selvaraju et al. 2017). The coarse map is upsampled bilinearly to the input size and laid
+    over the image. Grad-CAM is coarse by design: it shows where, not which pixels.
+    """
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    convolutions = [(name, module) for name, module in subject.model.named_modules() if isinstance(module, torch.nn.Conv2d)]
+    if not convolutions:
+        raise SkipAnalyzer("the model has no Conv2d layer")
+    layer_name, layer = convolutions[-1]
+    probe = choose_probe(subject, max_per_class, max_images, passes_per_image=1)
+    inputs = probe.inputs.detach().clone().requires_grad_(True)
+    cam = LayerGradCam(subject.model, layer).attribute(inputs, target=probe.targets, relu_attributions=True)
+    cam = cam.detach()
+    height, width = subject.task.image_shape[1:]
+    upsampled = LayerAttribution.interpolate(cam, (height, width), interpolate_mode="bilinear")
+    maps = upsampled[:, 0].cpu().double().numpy()
+    figure = strip_figure(tiles_for(display_images(subject, probe.inputs), maps, signed=False), probe.titles,
+                          f"Grad-CAM on {layer_name} ({tuple(cam.shape[2:])} upsampled to {height}x{width})")
+    caption = (
+        f"Grad-CAM on the last convolution {layer_name} (map {cam.shape[2]}x{cam.shape[3]}, upsampled to {height}x{width}) "
+        f"for {len(probe.indices)} probe images{probe.note}; each map is scaled to its own maximum."
+    )
+    data = {"cam": cam.cpu().double().numpy(), "upsampled": maps, "indices": probe.indices, "targets": probe.target_array()}
+    summary = {"layer": layer_name, "cam_shape": list(cam.shape[2:]), "num_images": len(probe.indices),
+               "fraction_zero": float((cam <= 0).double().mean())}
+    return [Artifact(name="grad-cam", caption=caption, layer=layer_name, figure=figure, data=data, summary=summary)]
+
+
+ANALYZERS = (input_saliency, grad_cam)

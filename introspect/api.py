@@ -1,0 +1,116 @@
+"""The Python API: analyze a model or a checkpoint in one call."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from introspect.artifacts import AnalyzerResult
+from introspect.errors import PluginError
+from introspect.gallery import check_output_dir, write_gallery
+from introspect.registry import Registry
+from introspect.runner import ProgressCallback, run_analyzers
+from introspect.spec import AnalyzerSpec
+from introspect.subject import Subject, Task
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysisReport:
+    """What :func:`analyze` produced.
+
+    Attributes:
+        subject: what was analyzed.
+        results: one result per selected analyzer, in order.
+        index_path: the gallery's ``index.html``, or ``None`` when no gallery was written.
+        plugin_problems: plugins that were left out, with the reason.
+    """
+
+    subject: Subject
+    results: tuple[AnalyzerResult, ...]
+    index_path: Path | None = None
+    plugin_problems: tuple[str, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every analyzer ran or was skipped for a stated reason, 1 when any failed."""
+        return 1 if any(result.status == "failed" for result in self.results) else 0
+
+    def result(self, name: str) -> AnalyzerResult:
+        """The result of the analyzer called ``name``."""
+        for result in self.results:
+            if result.name == name:
+                return result
+        raise KeyError(f"no analyzer named {name!r} ran in this analysis")
+
+
+def list_analyzers(*, load_plugins: bool | None = None) -> list[AnalyzerSpec]:
+    """Every registered analyzer: the built-ins, then plugins (unless disabled)."""
+    return list(Registry.default(load_plugins=load_plugins))
+
+
+def analyze(
+    target: str | os.PathLike[str] | nn.Module | Subject,
+    inputs: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+    *,
+    analyzers: Sequence[str] | str = "all",
+    exclude: Iterable[str] = (),
+    out_dir: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    task: Task | None = None,
+    registry: Registry | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: ProgressCallback | None = None,
+    **load_options: Any,
+) -> AnalysisReport:
+    """Run analyzers on a checkpoint path, a module with inputs, or a ready :class:`Subject`.
+
+    Args:
+        target: a checkpoint file, an ``nn.Module`` (with ``inputs``), or a Subject.
+        inputs: probe inputs when ``target`` is a module.
+        labels: optional labels for ``inputs``.
+        analyzers: ``"all"`` or analyzer names.
+        exclude: analyzer names to leave out.
+        out_dir: write a gallery here; ``None`` writes nothing and only returns results.
+        force: replace an existing ``out_dir``.
+        task: describes the inputs when ``target`` is a module (guessed otherwise).
+        registry: the analyzers to choose from (default: built-ins and plugins).
+        options: per-analyzer keyword arguments, by analyzer name.
+        progress: called as ``progress(done, total, result)`` after each analyzer.
+        **load_options: fields of :class:`~introspect.loading.LoadOptions` for checkpoint paths.
+    """
+    if out_dir is not None:
+        check_output_dir(out_dir, force=force)
+    registry = registry or Registry.default(load_plugins=load_options.pop("load_plugins", None))
+    specs = _selected(registry, analyzers, exclude)
+    subject = _subject_for(target, inputs, labels, task, load_options)
+    results = tuple(run_analyzers(subject, specs, options=options, progress=progress))
+    index_path = write_gallery(subject, specs, results, out_dir, force=force) if out_dir is not None else None
+    return AnalysisReport(subject=subject, results=results, index_path=index_path, plugin_problems=tuple(registry.problems))
+
+
+def _selected(registry: Registry, analyzers: Sequence[str] | str, exclude: Iterable[str]) -> list[AnalyzerSpec]:
+    if isinstance(analyzers, str):
+        if analyzers != "all":
+            return registry.select([analyzers], exclude=exclude)
+        return registry.select(select_all=True, exclude=exclude)
+    if not analyzers:
+        raise PluginError("no analyzers were selected: pass --all or -a NAME")
+    return registry.select(analyzers, exclude=exclude)
+
+
+def _subject_for(target: Any, inputs: Any, labels: Any, task: Task | None, load_options: dict[str, Any]) -> Subject:
+    if isinstance(target, Subject):
+        return target
+    if isinstance(target, (str, os.PathLike)):
+        from introspect.loading import load_checkpoint
+
+        return load_checkpoint(target, **load_options)
+    return Subject.from_model(target, inputs, labels, task=task, seed=int(load_options.get("seed", 0)))

@@ -1,0 +1,202 @@
+"""The ``introspect`` command line: thin wrappers over the Python API.
+
+Nothing here imports torch at module level, so ``introspect --help`` and ``introspect list``
+answer quickly. Extra sub-commands (``train``, ``demo``) arrive through the entry-point group
+``introspect.commands``, which keeps ``introspect`` from importing ``trainers``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import click
+
+from introspect import __version__
+from introspect.errors import IntrospectError
+
+COMMAND_GROUP = "introspect.commands"
+EXIT_USAGE = 2
+
+
+class _Group(click.Group):
+    """A group that also lists the commands other installed packages provide."""
+
+    def _plugin_commands(self) -> dict[str, metadata.EntryPoint]:
+        return {entry_point.name: entry_point for entry_point in metadata.entry_points(group=COMMAND_GROUP)}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugin_commands()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in self._plugin_commands():
+            command = self._plugin_commands()[name].load()
+        return command
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="introspect")
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """Look inside PyTorch networks: run analyzers on a checkpoint and write a figure gallery."""
+
+
+def load_options_from(**values: Any) -> dict[str, Any]:
+    """LoadOptions fields from the shared checkpoint options of several commands."""
+    from introspect.architectures import parse_factory_kwargs
+
+    shape = values.get("input_shape")
+    return {
+        "trust_pickle": values.get("trust_pickle", False),
+        "arch": values.get("arch"),
+        "arch_kwargs": parse_factory_kwargs(values.get("arch_kwarg") or ()),
+        "probe": values.get("probe"),
+        "input_shape": _parse_shape(shape) if shape else None,
+        "device": values.get("device", "auto"),
+        "seed": values.get("seed", 0),
+    }
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} should be sizes separated by commas, e.g. 3,32,32") from None
+    if not shape or min(shape) < 1:
+        raise click.BadParameter(f"{text!r} should be positive sizes, e.g. 3,32,32")
+    return shape
+
+
+def checkpoint_options(command: Any) -> Any:
+    """Options every command that loads a checkpoint shares."""
+    options = [
+        click.option("--arch", metavar="MODULE:CALLABLE", help="Build the model with your own code (it is imported and called)."),
+        click.option("--arch-kwarg", multiple=True, metavar="NAME=VALUE", help="Keyword argument for --arch (repeatable)."),
+        click.option("--trust-pickle", is_flag=True, help="Allow loading a pickled module: this runs code from the file."),
+        click.option("--probe", type=click.Path(dir_okay=False), help="Inputs (tensor, or dict with inputs/labels) saved with torch.save."),
+        click.option("--input-shape", metavar="C,H,W", help="Shape of one input, for a random probe when none is stored."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--all", "select_all", is_flag=True, help="Run every analyzer that applies.")
+@click.option("-a", "--analyzer", "names", multiple=True, metavar="NAME", help="Run this analyzer (repeatable).")
+@click.option("-x", "--exclude", multiple=True, metavar="NAME", help="Leave this analyzer out (repeatable).")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), help="Gallery folder [default: introspect-<checkpoint name>].")
+@click.option("--force", is_flag=True, help="Replace the gallery folder if it exists.")
+@click.option("--no-plugins", is_flag=True, help="Use only the built-in analyzers.")
+@checkpoint_options
+def analyze(checkpoint: str, select_all: bool, names: tuple[str, ...], exclude: tuple[str, ...], out_dir: str | None, force: bool, no_plugins: bool, **loading: Any) -> int:
+    """Run analyzers on CHECKPOINT and write a gallery (exit 1 if any analyzer failed)."""
+    from introspect.api import analyze as run_analysis
+    from introspect.registry import Registry
+
+    if not select_all and not names:
+        raise click.UsageError("choose analyzers with --all or -a NAME ('introspect list' shows them)")
+    registry = Registry.default(load_plugins=False if no_plugins else None)
+    _warn_plugin_problems(registry.problems)
+    out_dir = out_dir or f"introspect-{Path(checkpoint).stem}"
+    report = run_analysis(
+        checkpoint,
+        analyzers="all" if select_all else list(names),
+        exclude=exclude,
+        out_dir=out_dir,
+        force=force,
+        registry=registry,
+        progress=_print_progress,
+        **load_options_from(**loading),
+    )
+    failed = [result for result in report.results if result.status == "failed"]
+    for result in failed:
+        click.echo(f"introspect: {result.name} failed: {result.reason}", err=True)
+    click.echo(str(report.index_path))
+    return report.exit_code
+
+
+def _print_progress(done: int, total: int, result: Any) -> None:
+    detail = f" ({result.reason})" if result.status == "skipped" else ""
+    click.echo(f"[{done}/{total}] {result.name}: {result.status} {result.seconds:.2f} s{detail}", err=True)
+
+
+def _warn_plugin_problems(problems: list[str]) -> None:
+    for problem in problems:
+        click.echo(f"introspect: warning: {problem}", err=True)
+
+
+@cli.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--no-plugins", is_flag=True, help="Use only the built-in analyzers.")
+def list_command(as_json: bool, no_plugins: bool) -> int:
+    """List the analyzers with their needs, summary and providing package."""
+    from introspect.needs import describe_needs
+    from introspect.registry import Registry
+
+    registry = Registry.default(load_plugins=False if no_plugins else None)
+    _warn_plugin_problems(registry.problems)
+    rows = [
+        {"name": spec.name, "needs": describe_needs(spec.needs), "summary": spec.summary, "package": spec.package}
+        for spec in registry
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(row["name"]) for row in rows)
+    for row in rows:
+        click.echo(f"{row['name']:<{width}}  {row['summary']}")
+        click.echo(f"{'':<{width}}  needs: {', '.join(row['needs'])}; from {row['package']}")
+    return 0
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@checkpoint_options
+def info(checkpoint: str, as_json: bool, **loading: Any) -> int:
+    """Describe CHECKPOINT: format, architecture, parameters, layers, task, metrics, probe."""
+    from introspect.describe import describe_checkpoint, format_description
+    from introspect.loading import load_checkpoint
+
+    subject = load_checkpoint(checkpoint, **load_options_from(**loading))
+    description = describe_checkpoint(subject)
+    click.echo(json.dumps(description, indent=2) if as_json else format_description(description))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn known errors into one line and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("INTROSPECT_DEBUG", "") not in ("", "0")
+    try:
+        code = cli.main(args=args, prog_name="introspect", standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        click.echo("introspect: interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("introspect: interrupted; no partial gallery was left behind", err=True)
+        sys.exit(130)
+    except IntrospectError as error:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"introspect: error: {error}", err=True)
+        sys.exit(EXIT_USAGE)
+    except Exception as error:  # an unexpected bug: one line, or the traceback with --debug
+        if debug:
+            raise
+        click.echo(f"introspect: internal error: {type(error).__name__}: {error} (run with --debug for the traceback)", err=True)
+        sys.exit(3)
+    sys.exit(code if isinstance(code, int) else 0)

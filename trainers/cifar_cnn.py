@@ -1,0 +1,84 @@
+"""CifarCNN: the convolutional CIFAR-10 network of the course.
+
+conv 3->128 (k5, s2) -> conv 128->128 (k3) -> conv 128->128 (k3) -> conv 128->256 (k3) ->
+max-pool 2 -> fc 256*4*4 -> 4096 -> [dropout] -> fc 4096 -> 10, ReLU after each layer.
+
+The spatial arithmetic for a 32x32 input needs no padding: (32 - 5) // 2 + 1 = 14, then each
+3x3 conv takes 2 away (12, 10, 8) and the pool halves it to 4, so the flatten is 256 * 4 * 4
+(``width`` scales the 128 and the 256 together). Options: batch norm after every conv, dropout
+before the last fc, the width, the fc width.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclasses.dataclass(frozen=True)
+class CifarCNNConfig:
+    """How to build a CifarCNN.
+
+    Attributes:
+        width: channels of the first three convs; the last conv has twice as many.
+        hidden: width of the first fully connected layer.
+        batch_norm: BatchNorm2d after every conv.
+        dropout: probability of the dropout before the last fc (0 leaves it out).
+        image_size: side of the square RGB input.
+        num_classes: outputs.
+    """
+
+    width: int = 128
+    hidden: int = 4096
+    batch_norm: bool = False
+    dropout: float = 0.0
+    image_size: int = 32
+    num_classes: int = 10
+
+    @property
+    def final_side(self) -> int:
+        """Side of the feature map after the pool (4 for a 32x32 input)."""
+        side = (self.image_size - 5) // 2 + 1
+        return (side - 3 * 2) // 2
+
+
+def _conv(in_channels: int, out_channels: int, kernel: int, stride: int, batch_norm: bool) -> nn.Sequential:
+    norm: nn.Module = nn.BatchNorm2d(out_channels) if batch_norm else nn.Identity()
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel, stride=stride), norm)
+
+
+class CifarCNN(nn.Module):
+    """Four convs, a max-pool and two fully connected layers; returns logits."""
+
+    def __init__(self, config: CifarCNNConfig) -> None:
+        super().__init__()
+        self.config = config
+        width = config.width
+        self.conv1 = _conv(3, width, 5, 2, config.batch_norm)
+        self.conv2 = _conv(width, width, 3, 1, config.batch_norm)
+        self.conv3 = _conv(width, width, 3, 1, config.batch_norm)
+        self.conv_final = _conv(width, 2 * width, 3, 1, config.batch_norm)
+        self.pool = nn.MaxPool2d(2)
+        self.act = nn.ReLU()
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(2 * width * config.final_side**2, config.hidden)
+        self.drop = nn.Dropout(config.dropout)
+        self.fc2 = nn.Linear(config.hidden, config.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of shape (N, 3, 32, 32)."""
+        x = self.act(self.conv1(x))
+        x = self.act(self.conv2(x))
+        x = self.act(self.conv3(x))
+        x = self.act(self.pool(self.conv_final(x)))
+        x = self.act(self.fc1(self.flatten(x)))
+        return self.fc2(self.drop(x))
+
+
+def build(config: dict[str, Any]) -> CifarCNN:
+    """Entry point for ``introspect.architectures``: a CifarCNN from its stored config."""
+    known = {field.name for field in dataclasses.fields(CifarCNNConfig)}
+    return CifarCNN(CifarCNNConfig(**{key: value for key, value in config.items() if key in known}))

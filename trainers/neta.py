@@ -1,0 +1,147 @@
+"""NetA1 and NetA2: the frozen-kernel experiments on 28x28 grayscale images.
+
+NetA1: conv 1->4 (kernel 5, stride 2) -> ReLU -> flatten (4*12*12 = 576) -> linear 576->10.
+NetA2: the same conv, then conv 4->12 (kernel 3, stride 2) -> ReLU -> flatten (12*5*5 = 300)
+-> linear 300->10. Both return logits (train them with cross-entropy).
+
+Each comes in three schemes:
+
+- ``hf``: the first conv starts from four hand-made 0/1 kernels and stays frozen;
+- ``ht``: the first conv starts from the hand kernels and is trained;
+- ``dt``: every layer starts from PyTorch's default initialization and is trained.
+
+Every layer draws its default initialization from its own generator, seeded from ``seed`` and the
+layer's name. So layers that two models share (``linear1`` across the schemes of one architecture,
+``conv1`` of ``dt`` across NetA1 and NetA2, ``conv2`` across NetA2's schemes) start from
+bit-identical weights, whatever else the model holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import zlib
+from typing import Any
+
+import torch
+from torch import nn
+
+ARCHITECTURES = ("neta1", "neta2")
+SCHEMES = ("hf", "ht", "dt")
+HAND_SCHEMES = ("hf", "ht")
+FROZEN_LAYER = "conv1"
+
+# One 5x5 pattern of 0s and 1s per output channel of the first conv (an X, a lattice, a ring, a grid).
+HAND_PATTERNS = (
+    ("10001", "01010", "00100", "01010", "10001"),
+    ("00100", "11011", "00100", "11011", "00100"),
+    ("01110", "11011", "10001", "11011", "01110"),
+    ("11011", "01010", "00100", "01010", "11011"),
+)
+
+
+def hand_kernels() -> torch.Tensor:
+    """The four hand-made kernels as a conv weight of shape (4, 1, 5, 5), values 0.0 and 1.0."""
+    rows = [[[float(bit) for bit in row] for row in pattern] for pattern in HAND_PATTERNS]
+    return torch.tensor(rows, dtype=torch.float32).unsqueeze(1)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetAConfig:
+    """How to build NetA1 or NetA2.
+
+    Attributes:
+        architecture: ``"neta1"`` (one conv) or ``"neta2"`` (two convs).
+        scheme: ``"hf"``, ``"ht"`` or ``"dt"`` (see the module docstring).
+        seed: seeds the default initialization of every layer.
+        num_classes: outputs of the final linear layer.
+        image_size: side of the square grayscale input.
+    """
+
+    architecture: str = "neta1"
+    scheme: str = "dt"
+    seed: int = 0
+    num_classes: int = 10
+    image_size: int = 28
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, not {self.architecture!r}")
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}, not {self.scheme!r}")
+
+    @property
+    def frozen_layers(self) -> tuple[str, ...]:
+        """Names of the layers that training must leave untouched."""
+        return (FROZEN_LAYER,) if self.scheme == "hf" else ()
+
+
+def _conv_out(size: int, kernel: int, stride: int) -> int:
+    return (size - kernel) // stride + 1
+
+
+def layer_generator(seed: int, layer: str) -> torch.Generator:
+    """A generator private to one layer: same ``seed`` and name, same numbers, in any model."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(layer.encode()))
+
+
+def default_init_(layer: nn.Conv2d | nn.Linear, generator: torch.Generator) -> None:
+    """PyTorch's default ``reset_parameters`` (Kaiming-uniform weight, uniform bias), seeded."""
+    with torch.no_grad():
+        nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+        fan_in = layer.weight[0].numel()
+        bound = 1.0 / math.sqrt(fan_in)
+        layer.bias.uniform_(-bound, bound, generator=generator)
+
+
+class NetA(nn.Module):
+    """NetA1 or NetA2, chosen by ``config.architecture``; returns logits."""
+
+    def __init__(self, config: NetAConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.conv1 = nn.Conv2d(1, 4, kernel_size=5, stride=2)
+        side = _conv_out(config.image_size, 5, 2)
+        self.conv2: nn.Conv2d | None = None
+        if config.architecture == "neta2":
+            self.conv2 = nn.Conv2d(4, 12, kernel_size=3, stride=2)
+            side = _conv_out(side, 3, 2)
+        channels = 12 if self.conv2 is not None else 4
+        self.relu = nn.ReLU()
+        self.flatten = nn.Flatten()
+        self.linear1 = nn.Linear(channels * side * side, config.num_classes)
+        self._initialize()
+
+    def _initialize(self) -> None:
+        for name, layer in (("conv1", self.conv1), ("conv2", self.conv2), ("linear1", self.linear1)):
+            if layer is not None:
+                default_init_(layer, layer_generator(self.config.seed, name))
+        if self.config.scheme in HAND_SCHEMES:
+            with torch.no_grad():
+                self.conv1.weight.copy_(hand_kernels())
+                self.conv1.bias.zero_()
+        for parameter in self.conv1.parameters():
+            parameter.requires_grad_(self.config.scheme != "hf")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of shape (N, 1, H, W)."""
+        x = self.conv1(x)
+        if self.conv2 is not None:
+            x = self.conv2(self.relu(x))  # NetA2's first conv also feeds a ReLU
+        return self.linear1(self.flatten(self.relu(x)))
+
+
+def build(config: dict[str, Any]) -> NetA:
+    """Entry point for ``introspect.architectures``: a NetA from its stored config."""
+    known = {field.name for field in dataclasses.fields(NetAConfig)}
+    return NetA(NetAConfig(**{key: value for key, value in config.items() if key in known}))
+
+
+def build_neta1(config: dict[str, Any]) -> NetA:
+    """Entry point ``neta1``: NetA1 whatever ``architecture`` the config names."""
+    return build({**config, "architecture": "neta1"})
+
+
+def build_neta2(config: dict[str, Any]) -> NetA:
+    """Entry point ``neta2``: NetA2 whatever ``architecture`` the config names."""
+    return build({**config, "architecture": "neta2"})
