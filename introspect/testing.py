@@ -203,3 +203,19 @@ def _digest(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 6) if np.isfinite(value) else str(value)
     return value
+
+
+def build_test_network(config: dict[str, Any]) -> nn.Module:
+    """A small dense network built from ``config`` (``sizes``, ``activation``): a test architecture.
+
+    Useful for plugin authors and tests that need an architecture factory without training code,
+    for example registered under ``introspect.architectures``.
+    """
+    sizes = list(config.get("sizes", (4, 8, 3)))
+    activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid}[config.get("activation", "tanh")]
+    layers: list[nn.Module] = []
+    for index, (width_in, width_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(width_in, width_out))
+        if index < len(sizes) - 2:
+            layers.append(activation())
+    return torch.nn.Sequential(*layers)

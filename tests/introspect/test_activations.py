@@ -1,0 +1,78 @@
+"""Activation capture and the activations analyzer against a manual forward pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from introspect.analyzers.activations import activations, evenly_spaced
+from introspect.capture import capture_activations, recording
+from introspect.testing import conv_image_subject, dense_image_subject
+
+
+def test_capture_equals_manual_layer_by_layer_forward() -> None:
+    subject = dense_image_subject()
+    model, inputs = subject.model, subject.probe_inputs
+    captured = capture_activations(model, inputs)
+    expected = inputs
+    for name, layer in model.named_children():
+        expected = layer(expected)
+        assert torch.equal(captured[name], expected.detach()), name
+
+
+def test_capture_restores_mode_and_removes_hooks() -> None:
+    subject = conv_image_subject()
+    subject.model.train()
+    capture_activations(subject.model, subject.probe_inputs)
+    assert subject.model.training and subject.model[1].training
+    assert all(not module._forward_hooks for module in subject.model.modules())
+
+
+def test_recording_removes_hooks_even_when_the_forward_raises() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    with pytest.raises(RuntimeError), recording(model):
+        model(torch.ones(1, 5))
+    assert not model[0]._forward_hooks
+
+
+def test_capture_of_named_layers_only() -> None:
+    subject = conv_image_subject()
+    captured = capture_activations(subject.model, subject.probe_inputs, layers=["2"])
+    assert list(captured) == ["2"]
+    assert torch.all(captured["2"] >= 0)
+
+
+def test_analyzer_numbers_equal_manual_forward_and_skip_pass_through_layers() -> None:
+    subject = dense_image_subject()
+    artifacts = activations(subject)
+    names = [artifact.layer for artifact in artifacts]
+    assert names == ["1", "2", "3", "4", "5"]  # the Flatten at index 0 says nothing new
+    with torch.no_grad():
+        hidden = torch.tanh(subject.model[1](subject.probe_inputs))
+    tanh_artifact = artifacts[1]
+    np.testing.assert_allclose(tanh_artifact.data["output"], hidden.numpy(), rtol=0, atol=0)
+    assert tanh_artifact.summary["fraction_positive"] == pytest.approx(float((hidden > 0).double().mean()))
+
+
+def test_conv_layers_get_channel_summaries_with_exact_means() -> None:
+    subject = conv_image_subject()
+    artifact = next(a for a in activations(subject) if a.layer == "0")
+    output = torch.as_tensor(artifact.data["output"])
+    assert artifact.summary["shape"] == [4, 12, 12]
+    assert artifact.summary["mean"] == pytest.approx(float(output.double().mean()))
+
+
+def test_layer_figures_are_capped_with_a_note() -> None:
+    subject = conv_image_subject()
+    artifacts = activations(subject, max_layers=2)
+    assert len(artifacts) == 2
+    assert "not drawn" in artifacts[0].caption
+    assert len(artifacts[-1].summary["all_layers"]) == 6  # conv, bn, relu, conv, relu, linear
+    assert "4 of 6 layers are not drawn" in artifacts[0].caption
+
+
+def test_evenly_spaced_keeps_first_and_last() -> None:
+    items = [str(index) for index in range(10)]
+    assert evenly_spaced(items, 3) == ["0", "4", "9"] or evenly_spaced(items, 3) == ["0", "5", "9"]
+    assert evenly_spaced(items, 20) == items
