@@ -28,12 +28,14 @@ class AnalysisReport:
     Attributes:
         subject: what was analyzed.
         results: one result per selected analyzer, in order.
+        specs: the selected analyzers, in the same order.
         index_path: the gallery's ``index.html``, or ``None`` when no gallery was written.
         plugin_problems: plugins that were left out, with the reason.
     """
 
     subject: Subject
     results: tuple[AnalyzerResult, ...]
+    specs: tuple[AnalyzerSpec, ...] = ()
     index_path: Path | None = None
     plugin_problems: tuple[str, ...] = ()
 
@@ -93,7 +95,9 @@ def analyze(
     subject = _subject_for(target, inputs, labels, task, load_options)
     results = tuple(run_analyzers(subject, specs, options=options, progress=progress))
     index_path = write_gallery(subject, specs, results, out_dir, force=force) if out_dir is not None else None
-    return AnalysisReport(subject=subject, results=results, index_path=index_path, plugin_problems=tuple(registry.problems))
+    return AnalysisReport(
+        subject=subject, results=results, specs=tuple(specs), index_path=index_path, plugin_problems=tuple(registry.problems)
+    )
 
 
 def _selected(registry: Registry, analyzers: Sequence[str] | str, exclude: Iterable[str]) -> list[AnalyzerSpec]:

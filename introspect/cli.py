@@ -90,7 +90,7 @@ def checkpoint_options(command: Any) -> Any:
 
 
 @cli.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--all", "select_all", is_flag=True, help="Run every analyzer that applies.")
 @click.option("-a", "--analyzer", "names", multiple=True, metavar="NAME", help="Run this analyzer (repeatable).")
 @click.option("-x", "--exclude", multiple=True, metavar="NAME", help="Leave this analyzer out (repeatable).")
@@ -98,31 +98,44 @@ def checkpoint_options(command: Any) -> Any:
 @click.option("--force", is_flag=True, help="Replace the gallery folder if it exists.")
 @click.option("--no-plugins", is_flag=True, help="Use only the built-in analyzers.")
 @checkpoint_options
-def analyze(checkpoint: str, select_all: bool, names: tuple[str, ...], exclude: tuple[str, ...], out_dir: str | None, force: bool, no_plugins: bool, **loading: Any) -> int:
-    """Run analyzers on CHECKPOINT and write a gallery (exit 1 if any analyzer failed)."""
+def analyze(checkpoints: tuple[str, ...], select_all: bool, names: tuple[str, ...], exclude: tuple[str, ...], out_dir: str | None, force: bool, no_plugins: bool, **loading: Any) -> int:
+    """Run analyzers on each CHECKPOINT and write one gallery (exit 1 if any analyzer failed).
+
+    With several checkpoints the gallery has a page per checkpoint and an index listing them.
+    """
     from introspect.api import analyze as run_analysis
+    from introspect.gallery import check_output_dir, write_collection
     from introspect.registry import Registry
 
     if not select_all and not names:
         raise click.UsageError("choose analyzers with --all or -a NAME ('introspect list' shows them)")
     registry = Registry.default(load_plugins=False if no_plugins else None)
     _warn_plugin_problems(registry.problems)
-    out_dir = out_dir or f"introspect-{Path(checkpoint).stem}"
-    report = run_analysis(
-        checkpoint,
-        analyzers="all" if select_all else list(names),
-        exclude=exclude,
-        out_dir=out_dir,
-        force=force,
-        registry=registry,
-        progress=_print_progress,
-        **load_options_from(**loading),
-    )
-    failed = [result for result in report.results if result.status == "failed"]
-    for result in failed:
-        click.echo(f"introspect: {result.name} failed: {result.reason}", err=True)
-    click.echo(str(report.index_path))
-    return report.exit_code
+    out_dir = out_dir or (f"introspect-{Path(checkpoints[0]).stem}" if len(checkpoints) == 1 else "introspect-gallery")
+    check_output_dir(out_dir, force=force)
+    single = len(checkpoints) == 1
+    reports = []
+    for checkpoint in checkpoints:
+        if not single:
+            click.echo(f"introspect: analyzing {checkpoint}", err=True)
+        reports.append(
+            run_analysis(
+                checkpoint,
+                analyzers="all" if select_all else list(names),
+                exclude=exclude,
+                out_dir=out_dir if single else None,
+                force=force,
+                registry=registry,
+                progress=_print_progress,
+                **load_options_from(**loading),
+            )
+        )
+        for result in reports[-1].results:
+            if result.status == "failed":
+                click.echo(f"introspect: {checkpoint}: {result.name} failed: {result.reason}", err=True)
+    index = reports[0].index_path if single else write_collection([(Path(c).stem, r) for c, r in zip(checkpoints, reports)], out_dir, force=force)
+    click.echo(str(index))
+    return max(report.exit_code for report in reports)
 
 
 def _print_progress(done: int, total: int, result: Any) -> None:

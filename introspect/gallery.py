@@ -13,13 +13,16 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from introspect.artifacts import AnalyzerResult, Artifact, slugify
 from introspect.errors import GalleryError
-from introspect.manifest import build_manifest, plain
+from introspect.manifest import build_collection_manifest, build_manifest, collection_entry, plain
 from introspect.spec import AnalyzerSpec
 from introspect.subject import Subject
+
+if TYPE_CHECKING:
+    from introspect.api import AnalysisReport
 
 FIGURE_DIR = "figures"
 MANIFEST_NAME = "manifest.json"
@@ -47,10 +50,58 @@ def write_gallery(
     """Write one checkpoint's gallery to ``out_dir`` and return the path of its ``index.html``."""
     target = check_output_dir(out_dir, force=force)
     with staging_folder(target) as staging:
-        figure_files = {result.name: write_artifacts(result, staging) for result in results}
-        manifest = build_manifest(subject, specs, results, figure_files)
-        write_manifest_and_page(manifest, staging)
+        write_page(subject, specs, results, staging)
     return target / INDEX_NAME
+
+
+def write_collection(pages: Sequence[tuple[str, AnalysisReport]], out_dir: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Write several checkpoints' pages, each in its own folder, under an index that lists them.
+
+    Args:
+        pages: (title, report) pairs; each title becomes a folder name after slugifying.
+        out_dir: the gallery folder.
+        force: replace ``out_dir`` if it exists.
+    """
+    target = check_output_dir(out_dir, force=force)
+    with staging_folder(target) as staging:
+        entries = []
+        for slug, (title, report) in zip(unique_slugs([title for title, _ in pages]), pages):
+            (staging / slug).mkdir()
+            manifest = write_page(report.subject, report.specs, report.results, staging / slug, parent_index=f"../{INDEX_NAME}")
+            entries.append(collection_entry(title, slug, manifest))
+        write_collection_index(build_collection_manifest(entries), staging)
+    return target / INDEX_NAME
+
+
+def write_page(
+    subject: Subject, specs: Sequence[AnalyzerSpec], results: Sequence[AnalyzerResult], folder: Path, *, parent_index: str | None = None
+) -> dict[str, Any]:
+    """Figures, manifest and page of one checkpoint into ``folder``; returns the manifest."""
+    figure_files = {result.name: write_artifacts(result, folder) for result in results}
+    manifest = build_manifest(subject, specs, results, figure_files)
+    if parent_index:
+        manifest["parent_index"] = parent_index
+    write_manifest_and_page(manifest, folder)
+    return manifest
+
+
+def unique_slugs(titles: Sequence[str]) -> list[str]:
+    """A distinct folder name per title: ``a``, ``a-2``, ``a-3`` for repeats."""
+    seen: dict[str, int] = {}
+    slugs = []
+    for title in titles:
+        slug = slugify(title)
+        seen[slug] = seen.get(slug, 0) + 1
+        slugs.append(slug if seen[slug] == 1 else f"{slug}-{seen[slug]}")
+    return slugs
+
+
+def write_collection_index(manifest: dict[str, Any], folder: Path) -> None:
+    """The collection's ``manifest.json``, then its ``index.html`` rendered from it."""
+    from introspect.html import render_index
+
+    (folder / MANIFEST_NAME).write_text(json.dumps(plain(manifest), indent=2), encoding="utf-8")
+    (folder / INDEX_NAME).write_text(render_index(manifest), encoding="utf-8")
 
 
 def write_manifest_and_page(manifest: dict[str, Any], folder: Path) -> None:
@@ -67,7 +118,14 @@ def rerender(gallery_dir: str | os.PathLike[str]) -> Path:
 
     folder = Path(gallery_dir)
     manifest = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
-    (folder / INDEX_NAME).write_text(render_page(manifest), encoding="utf-8")
+    if "pages" in manifest:
+        from introspect.html import render_index
+
+        for page in manifest["pages"]:
+            rerender(folder / page["slug"])
+        (folder / INDEX_NAME).write_text(render_index(manifest), encoding="utf-8")
+    else:
+        (folder / INDEX_NAME).write_text(render_page(manifest), encoding="utf-8")
     return folder / INDEX_NAME
 
 

@@ -42,3 +42,8 @@ def _layers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
             if figure.get("layer"):
                 layers.setdefault(figure["layer"], []).append(figure_anchor(analyzer["name"], index))
     return [{"name": name, "anchors": anchors} for name, anchors in layers.items()]
+
+
+def render_index(manifest: dict[str, Any]) -> str:
+    """The index of a gallery with several checkpoints."""
+    return _environment().get_template("index.html.j2").render(m=manifest)

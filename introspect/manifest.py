@@ -60,8 +60,9 @@ def _probe_description(subject: Subject) -> str:
     if subject.probe_inputs is None:
         return "none"
     size = int(subject.probe_inputs.shape[0])
-    kind = "random inputs (no probe in the checkpoint)" if subject.probe_is_synthetic else "inputs from the checkpoint or --probe"
-    return f"{size} {kind}"
+    if subject.probe_is_synthetic:
+        return f"{size} random inputs (no probe was stored or given)"
+    return f"{size} inputs"
 
 
 def build_manifest(
@@ -112,3 +113,27 @@ def plain(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+def collection_entry(title: str, slug: str, page_manifest: dict[str, Any]) -> dict[str, Any]:
+    """One line of a collection index: where the page is and its headline facts."""
+    statuses = [analyzer["status"] for analyzer in page_manifest["analyzers"]]
+    return {
+        "title": title,
+        "slug": slug,
+        "page": f"{slug}/index.html",
+        "checkpoint": page_manifest["checkpoint"],
+        "header": page_manifest["header"],
+        "counts": {status: statuses.count(status) for status in ("ok", "skipped", "failed")},
+    }
+
+
+def build_collection_manifest(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The top-level manifest of a gallery with several checkpoints."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "introspect_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "libraries": library_versions(),
+        "pages": list(entries),
+    }

@@ -89,6 +89,7 @@ class Recipe:
 
 
 _RECIPES: dict[str, Recipe] = {}
+_BROKEN: dict[str, str] = {}
 _LOADED = False
 
 
@@ -130,8 +131,17 @@ def _load_recipe_modules() -> None:
         }
     )
     for module in modules:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # one broken network must not hide the others
+            _BROKEN[module] = f"{type(error).__name__}: {error}"
     _LOADED = True
+
+
+def broken_modules() -> dict[str, str]:
+    """Network modules that failed to import while recipes were loaded, with the error."""
+    _load_recipe_modules()
+    return dict(_BROKEN)
 
 
 def list_recipes() -> list[Recipe]:
@@ -148,7 +158,8 @@ def get_recipe(name: str) -> Recipe:
     """
     _load_recipe_modules()
     if name not in _RECIPES:
-        raise RecipeError(f"unknown network {name!r}; known: {', '.join(sorted(_RECIPES)) or 'none'}")
+        broken = f" ({len(_BROKEN)} network module(s) failed to import: {', '.join(sorted(_BROKEN))})" if _BROKEN else ""
+        raise RecipeError(f"unknown network {name!r}; known: {', '.join(sorted(_RECIPES)) or 'none'}{broken}")
     return _RECIPES[name]
 
 

@@ -1,7 +1,8 @@
 """CifarMLP: the "old-style" fully connected CIFAR-10 network of the course.
 
 3072 -> 4096 -> sigmoid -> 4096 -> sigmoid -> 10 logits, exactly as in the homework. Inputs are
-(N, 3, 32, 32) images or flat (N, 3072) vectors.
+(N, 3, 32, 32) images or flat (N, 3072) vectors. ``--quick`` keeps the full widths and trains one
+epoch on a few hundred images (generated CIFAR-shaped ones when no CIFAR-10 files are present).
 """
 
 from __future__ import annotations
@@ -11,6 +12,16 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from trainers.catalog import RunSettings, register
+from trainers.data import ImageDataset, load_cifar10
+from trainers.layers import config_from_dict, seeded
+from trainers.loop import TrainConfig
+from trainers.runs import configs_for, train_classifier
+from trainers.search_space import OPTIMIZER_SPACE, SearchProblem, classifier_problem, searchable
+
+TRAIN = TrainConfig(epochs=20, batch_size=128, optimizer="sgd", lr=0.01, momentum=0.9, patience=4)
+QUICK_TRAIN_SIZE = 600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,5 +60,31 @@ class CifarMLP(nn.Module):
 
 def build(config: dict[str, Any]) -> CifarMLP:
     """Entry point for ``introspect.architectures``: a CifarMLP from its stored config."""
-    known = {field.name for field in dataclasses.fields(CifarMLPConfig)}
-    return CifarMLP(CifarMLPConfig(**{key: value for key, value in config.items() if key in known}))
+    return CifarMLP(config_from_dict(CifarMLPConfig, config))
+
+
+def _prepare(settings: RunSettings) -> tuple[CifarMLPConfig, TrainConfig, ImageDataset]:
+    config, train_config = configs_for(settings, CifarMLPConfig(), TRAIN)
+    return config, train_config, load_cifar10(settings.data_dir, quick=settings.quick, seed=settings.seed)
+
+
+@register("cifar-mlp", architecture="cifar-mlp")
+def train_cifar_mlp(settings: RunSettings) -> dict[str, Any]:
+    """CIFAR-10 MLP 3072-4096-4096-10 with sigmoid activations."""
+    config, train_config, data = _prepare(settings)
+    with seeded(settings.seed):
+        model = CifarMLP(config)
+    return train_classifier(
+        model, "cifar-mlp", config, train_config, data, settings, flatten=True, quick_train_size=QUICK_TRAIN_SIZE
+    )
+
+
+@searchable("cifar-mlp", space=OPTIMIZER_SPACE)
+def cifar_mlp_problem(settings: RunSettings) -> SearchProblem:
+    """Cross-validation problem of ``cifar-mlp`` for :mod:`trainers.search`."""
+    config, train_config, data = _prepare(settings)
+    if data.note:
+        settings.say(data.note)
+    return classifier_problem(
+        data, settings, lambda: CifarMLP(config), train_config, quick_train_size=QUICK_TRAIN_SIZE, flatten=True
+    )

@@ -71,18 +71,19 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
 # --- the 1-D regression task ---------------------------------------------------------------------
 
 REGRESSION_DOMAIN = (-5.0, 5.0)
-REGRESSION_GAPS = ((-2.5, -1.5), (1.5, 2.5))
+REGRESSION_GAPS = ((-2.4, -1.6), (1.6, 2.4))
 TRAIN_NOISE_STD = 0.5
-TEST_NOISE_STD = 0.25
+TEST_NOISE_STD = 0.3
 
 
 def true_function(x: torch.Tensor) -> torch.Tensor:
-    """The generating function f(x) = 0.5 x - 1 + 3 exp(-(x+2)^2 / 0.98) + 5 exp(-(x-2)^2 / 0.98).
+    """The generating function f(x) = 0.5 x - 1 + 3 exp(-(x+2)^2 / 2) + 5 exp(-(x-2)^2 / 2).
 
-    A gentle slope with two Gaussian bumps (standard deviation 0.7) centred on x = -2 (height 3)
-    and x = 2 (height 5), the places where the training data has its gaps.
+    A gentle slope with two Gaussian bumps (standard deviation 1) centred on x = -2 (height 3)
+    and x = 2 (height 5), the places where the training data has its gaps. The gaps are
+    narrower than the bumps, so the flanks of each bump are seen and its top must be inferred.
     """
-    return 0.5 * x - 1.0 + 3.0 * torch.exp(-((x + 2.0) ** 2) / 0.98) + 5.0 * torch.exp(-((x - 2.0) ** 2) / 0.98)
+    return 0.5 * x - 1.0 + 3.0 * torch.exp(-((x + 2.0) ** 2) / 2.0) + 5.0 * torch.exp(-((x - 2.0) ** 2) / 2.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,10 +121,10 @@ def regression_data(
 ) -> RegressionData:
     """The homework's regression task, generated reproducibly from ``seed``.
 
-    Training x are drawn uniformly from [-5, 5] minus the gaps [-2.5, -1.5] and [1.5, 2.5] (where
+    Training x are drawn uniformly from [-5, 5] minus the gaps [-2.4, -1.6] and [1.6, 2.4] (where
     :func:`true_function` has its bumps), targets get Gaussian noise of std 0.5. Test x are
-    evenly spaced over the whole of [-5, 5] (gaps included), with noise of std 0.25 (variance
-    0.0625), so the test set measures how well the network fills the gaps.
+    evenly spaced over the whole of [-5, 5] (gaps included), with noise of std 0.3 (variance
+    0.09), so the test set measures how well the network fills the gaps.
     """
     generator = torch.Generator().manual_seed(seed)
     low, high = REGRESSION_DOMAIN

@@ -12,6 +12,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainers.augmentation import background_value, flip_rotate
+from trainers.catalog import RunSettings, register
+from trainers.data import load_fashion_mnist
+from trainers.data import ImageDataset
+from trainers.layers import config_from_dict, seeded
+from trainers.loop import AugmentFn, TrainConfig
+from trainers.options import AugmentOptions, as_plain, take_options
+from trainers.runs import configs_for, train_classifier
+from trainers.search_space import OPTIMIZER_SPACE, SearchProblem, categorical, classifier_problem, float_range, searchable
+
+TRAIN = TrainConfig(epochs=15, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=1e-4, patience=4)
+QUICK_TRAIN_SIZE = 1000
+
 
 @dataclasses.dataclass(frozen=True)
 class FashionCNNConfig:
@@ -69,7 +82,41 @@ class FashionCNN(nn.Module):
 
 def build(config: dict[str, Any]) -> FashionCNN:
     """Entry point for ``introspect.architectures``: a FashionCNN from its stored config."""
-    values = {key: value for key, value in config.items() if key in {f.name for f in dataclasses.fields(FashionCNNConfig)}}
-    if "channels" in values:
-        values["channels"] = tuple(int(width) for width in values["channels"])
-    return FashionCNN(FashionCNNConfig(**values))
+    return FashionCNN(config_from_dict(FashionCNNConfig, config))
+
+
+def _prepare(settings: RunSettings) -> tuple[AugmentOptions, FashionCNNConfig, TrainConfig, ImageDataset, AugmentFn | None]:
+    options, rest = take_options(settings, AugmentOptions())
+    config, train_config = configs_for(rest, FashionCNNConfig(), TRAIN)
+    data = load_fashion_mnist(settings.data_dir)
+    fill = background_value(data.normalization)
+    augment = flip_rotate(data.image_shape, options.rotation, fill) if options.augment else None
+    return options, config, train_config, data, augment
+
+
+@register("fashion-cnn", architecture="fashion-cnn")
+def train_fashion_cnn(settings: RunSettings) -> dict[str, Any]:
+    """FashionMNIST CNN with BatchNorm2d and dropout (--set augment=true: vertical flip + rotation)."""
+    options, config, train_config, data, augment = _prepare(settings)
+    with seeded(settings.seed):
+        model = FashionCNN(config)
+    return train_classifier(
+        model, "fashion-cnn", config, train_config, data, settings,
+        quick_train_size=QUICK_TRAIN_SIZE, augment=augment, extras={"options": as_plain(options)},
+    )
+
+
+SPACE = {
+    **OPTIMIZER_SPACE,
+    "dropout": float_range(0.0, 0.5, grid=(0.1, 0.3)),
+    "channels": categorical((16, 32), (32, 64)),
+}
+
+
+@searchable("fashion-cnn", space=SPACE)
+def fashion_cnn_problem(settings: RunSettings) -> SearchProblem:
+    """Cross-validation problem of ``fashion-cnn`` for :mod:`trainers.search`."""
+    _, config, train_config, data, augment = _prepare(settings)
+    return classifier_problem(
+        data, settings, lambda: FashionCNN(config), train_config, quick_train_size=QUICK_TRAIN_SIZE, augment=augment
+    )

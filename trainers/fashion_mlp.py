@@ -13,6 +13,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainers.augmentation import background_value, flip_rotate
+from trainers.catalog import RunSettings, register
+from trainers.data import load_fashion_mnist
+from trainers.data import ImageDataset
+from trainers.layers import config_from_dict, seeded
+from trainers.loop import AugmentFn, TrainConfig
+from trainers.options import AugmentOptions, as_plain, take_options
+from trainers.runs import configs_for, train_classifier
+from trainers.search_space import OPTIMIZER_SPACE, SearchProblem, categorical, classifier_problem, float_range, searchable
+
+TRAIN = TrainConfig(epochs=20, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=1e-5, patience=4)
+QUICK_TRAIN_SIZE = 1000
+
 
 @dataclasses.dataclass(frozen=True)
 class FashionMLPConfig:
@@ -54,7 +67,42 @@ class FashionMLP(nn.Module):
 
 def build(config: dict[str, Any]) -> FashionMLP:
     """Entry point for ``introspect.architectures``: a FashionMLP from its stored config."""
-    values = {key: value for key, value in config.items() if key in {f.name for f in dataclasses.fields(FashionMLPConfig)}}
-    if "hidden" in values:
-        values["hidden"] = tuple(int(width) for width in values["hidden"])
-    return FashionMLP(FashionMLPConfig(**values))
+    return FashionMLP(config_from_dict(FashionMLPConfig, config))
+
+
+def _prepare(settings: RunSettings) -> tuple[AugmentOptions, FashionMLPConfig, TrainConfig, ImageDataset, AugmentFn | None]:
+    options, rest = take_options(settings, AugmentOptions())
+    config, train_config = configs_for(rest, FashionMLPConfig(), TRAIN)
+    data = load_fashion_mnist(settings.data_dir)
+    fill = background_value(data.normalization)
+    augment = flip_rotate(data.image_shape, options.rotation, fill) if options.augment else None
+    return options, config, train_config, data, augment
+
+
+@register("fashion-mlp", architecture="fashion-mlp")
+def train_fashion_mlp(settings: RunSettings) -> dict[str, Any]:
+    """Dense FashionMNIST classifier with dropout (--set augment=true: vertical flip + rotation)."""
+    options, config, train_config, data, augment = _prepare(settings)
+    with seeded(settings.seed):
+        model = FashionMLP(config)
+    return train_classifier(
+        model, "fashion-mlp", config, train_config, data, settings,
+        flatten=True, quick_train_size=QUICK_TRAIN_SIZE, augment=augment, extras={"options": as_plain(options)},
+    )
+
+
+SPACE = {
+    **OPTIMIZER_SPACE,
+    "dropout": float_range(0.0, 0.5, grid=(0.1, 0.3)),
+    "hidden": categorical((256, 128), (512, 256)),
+}
+
+
+@searchable("fashion-mlp", space=SPACE)
+def fashion_mlp_problem(settings: RunSettings) -> SearchProblem:
+    """Cross-validation problem of ``fashion-mlp`` for :mod:`trainers.search`."""
+    _, config, train_config, data, augment = _prepare(settings)
+    return classifier_problem(
+        data, settings, lambda: FashionMLP(config), train_config,
+        quick_train_size=QUICK_TRAIN_SIZE, flatten=True, augment=augment,
+    )

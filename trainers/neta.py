@@ -26,17 +26,27 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainers.catalog import RunSettings, register
+from trainers.data import ImageDataset, load_fashion_mnist, load_mnist
+from trainers.layers import config_from_dict
+from trainers.loop import TrainConfig
+from trainers.options import DatasetOptions, as_plain, take_options
+from trainers.runs import configs_for, train_classifier
+from trainers.search_space import OPTIMIZER_SPACE, SearchProblem, classifier_problem, searchable
+
 ARCHITECTURES = ("neta1", "neta2")
 SCHEMES = ("hf", "ht", "dt")
 HAND_SCHEMES = ("hf", "ht")
 FROZEN_LAYER = "conv1"
+TRAIN = TrainConfig(epochs=30, batch_size=128, optimizer="adam", lr=1e-3, patience=5)
+QUICK_TRAIN_SIZE = 1000
 
-# One 5x5 pattern of 0s and 1s per output channel of the first conv (an X, a lattice, a ring, a grid).
+# One 5x5 pattern of 0s and 1s per output channel of the first conv (copied column by column from the issue).
 HAND_PATTERNS = (
     ("10001", "01010", "00100", "01010", "10001"),
     ("00100", "11011", "00100", "11011", "00100"),
     ("01110", "11011", "10001", "11011", "01110"),
-    ("11011", "01010", "00100", "01010", "11011"),
+    ("11011", "01010", "00100", "11011", "11011"),
 )
 
 
@@ -133,8 +143,7 @@ class NetA(nn.Module):
 
 def build(config: dict[str, Any]) -> NetA:
     """Entry point for ``introspect.architectures``: a NetA from its stored config."""
-    known = {field.name for field in dataclasses.fields(NetAConfig)}
-    return NetA(NetAConfig(**{key: value for key, value in config.items() if key in known}))
+    return NetA(config_from_dict(NetAConfig, config))
 
 
 def build_neta1(config: dict[str, Any]) -> NetA:
@@ -145,3 +154,54 @@ def build_neta1(config: dict[str, Any]) -> NetA:
 def build_neta2(config: dict[str, Any]) -> NetA:
     """Entry point ``neta2``: NetA2 whatever ``architecture`` the config names."""
     return build({**config, "architecture": "neta2"})
+
+
+def recipe_names() -> list[str]:
+    """``neta1-hf``, ``neta1-ht``, ``neta1-dt``, ``neta2-hf``, ...: one recipe per architecture and scheme."""
+    return [f"{architecture}-{scheme}" for architecture in ARCHITECTURES for scheme in SCHEMES]
+
+
+def _prepare(name: str, settings: RunSettings) -> tuple[DatasetOptions, NetAConfig, TrainConfig, ImageDataset]:
+    architecture, _, scheme = name.partition("-")
+    options, rest = take_options(settings, DatasetOptions())
+    config, train_config = configs_for(rest, NetAConfig(architecture=architecture, scheme=scheme), TRAIN)
+    config = dataclasses.replace(config, architecture=architecture, scheme=scheme)  # the name decides these
+    load = load_fashion_mnist if options.dataset == "fashion" else load_mnist
+    return options, config, train_config, load(settings.data_dir)
+
+
+def _train(name: str, settings: RunSettings) -> dict[str, Any]:
+    options, config, train_config, data = _prepare(name, settings)
+    extras = {"scheme": config.scheme, "frozen_layers": list(config.frozen_layers), "options": as_plain(options)}
+    # train_classifier stores every initial parameter, conv1.weight (the hand kernels) among them.
+    return train_classifier(
+        NetA(config), config.architecture, config, train_config, data, settings,
+        quick_train_size=QUICK_TRAIN_SIZE, extras=extras,
+    )
+
+
+def _problem(name: str, settings: RunSettings) -> SearchProblem:
+    _, config, train_config, data = _prepare(name, settings)
+    return classifier_problem(data, settings, lambda: NetA(config), train_config, quick_train_size=QUICK_TRAIN_SIZE)
+
+
+def _named(function: Any, name: str, prefix: str) -> Any:
+    """``function`` bound to recipe ``name``, as a module-level-looking function (for the catalog)."""
+
+    def bound(settings: RunSettings) -> Any:
+        return function(name, settings)
+
+    bound.__name__ = bound.__qualname__ = prefix + name.replace("-", "_")
+    return bound
+
+
+_SCHEME_WORDS = {"hf": "hand-made first conv, frozen", "ht": "hand-made first conv, trained", "dt": "default init, all trained"}
+
+for _name in recipe_names():
+    _architecture, _, _scheme = _name.partition("-")
+    register(
+        _name,
+        architecture=_architecture,
+        summary=f"{_architecture.replace('neta', 'NetA')} on FashionMNIST ({_SCHEME_WORDS[_scheme]}; --set dataset=mnist)",
+    )(_named(_train, _name, "train_"))
+    searchable(_name, space=OPTIMIZER_SPACE)(_named(_problem, _name, "problem_"))

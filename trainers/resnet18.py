@@ -4,7 +4,9 @@
 afterwards, so rebuilding never touches the network). ``load_imagenet_weights`` is what the
 recipe calls when the user asks for ``pretrained=true``: it fetches torchvision's ImageNet
 weights through the weights API, keeps everything but the 1000-way ``fc``, and fails with one
-clear line when they cannot be fetched.
+clear line when they cannot be fetched. ``--set augment=true`` adds random horizontal flips and
+crops; ``--quick`` trains one epoch on a few hundred images (generated CIFAR-shaped ones when no
+CIFAR-10 files are present).
 """
 
 from __future__ import annotations
@@ -16,8 +18,20 @@ import torch
 import torchvision
 from torch import nn
 
+from trainers.augmentation import flip_crop
+from trainers.catalog import RecipeError, RunSettings, register
+from trainers.data import ImageDataset, load_cifar10
+from trainers.layers import config_from_dict, seeded
+from trainers.loop import AugmentFn, TrainConfig
+from trainers.options import AugmentOptions, as_plain, take_options
+from trainers.runs import configs_for, train_classifier
+from trainers.search_space import OPTIMIZER_SPACE, SearchProblem, classifier_problem, searchable
 
-class PretrainedWeightsError(RuntimeError):
+TRAIN = TrainConfig(epochs=15, batch_size=128, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, patience=4)
+QUICK_TRAIN_SIZE = 600
+
+
+class PretrainedWeightsError(RecipeError):
     """The ImageNet weights could not be fetched or read."""
 
 
@@ -66,5 +80,49 @@ def load_imagenet_weights(model: nn.Module, progress: bool = False) -> list[str]
 
 def build(config: dict[str, Any]) -> nn.Module:
     """Entry point for ``introspect.architectures``: a fresh ResNet18 from its stored config."""
-    known = {field.name for field in dataclasses.fields(ResNet18Config)}
-    return make_resnet18(ResNet18Config(**{key: value for key, value in config.items() if key in known}))
+    return make_resnet18(config_from_dict(ResNet18Config, config))
+
+
+def _prepare(settings: RunSettings) -> tuple[AugmentOptions, ResNet18Config, TrainConfig]:
+    options, rest = take_options(settings, AugmentOptions())
+    config, train_config = configs_for(rest, ResNet18Config(), TRAIN)
+    return options, config, train_config
+
+
+def _load_data(settings: RunSettings, options: AugmentOptions) -> tuple[ImageDataset, AugmentFn | None]:
+    data = load_cifar10(settings.data_dir, quick=settings.quick, seed=settings.seed)
+    return data, (flip_crop(data.image_shape) if options.augment else None)
+
+
+def _make_model(config: ResNet18Config, settings: RunSettings) -> nn.Module:
+    with seeded(settings.seed):
+        model = make_resnet18(config)
+    if config.pretrained:
+        fresh = load_imagenet_weights(model)
+        settings.say(f"started from torchvision's ImageNet ResNet18 weights; fresh: {', '.join(fresh)}")
+    return model
+
+
+@register("resnet18", architecture="resnet18")
+def train_resnet18(settings: RunSettings) -> dict[str, Any]:
+    """torchvision ResNet18 on CIFAR-10, from scratch (--set pretrained=true: ImageNet weights)."""
+    options, config, train_config = _prepare(settings)
+    model = _make_model(config, settings)  # before the data, so missing weights fail fast
+    data, augment = _load_data(settings, options)
+    return train_classifier(
+        model, "resnet18", config, train_config, data, settings,
+        quick_train_size=QUICK_TRAIN_SIZE, augment=augment, extras={"options": as_plain(options)},
+    )
+
+
+@searchable("resnet18", space=OPTIMIZER_SPACE)
+def resnet18_problem(settings: RunSettings) -> SearchProblem:
+    """Cross-validation problem of ``resnet18`` for :mod:`trainers.search`."""
+    options, config, train_config = _prepare(settings)
+    data, augment = _load_data(settings, options)
+    if data.note:
+        settings.say(data.note)
+    return classifier_problem(
+        data, settings, lambda: _make_model(config, settings), train_config,
+        quick_train_size=QUICK_TRAIN_SIZE, augment=augment,
+    )

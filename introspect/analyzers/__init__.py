@@ -4,9 +4,15 @@ Each module lists its analyzers in ``ANALYZERS``; this tuple is the single place
 which modules are built in. Importing these modules does not import torch.
 """
 
-from introspect.analyzers import activations, weights
+from introspect.analyzers import activations, animations, dynamics, images, kernels, predictions, training, weights
 
 BUILTINS = (
     *weights.ANALYZERS,
     *activations.ANALYZERS,
+    *kernels.ANALYZERS,
+    *predictions.ANALYZERS,
+    *training.ANALYZERS,
+    *dynamics.ANALYZERS,
+    *images.ANALYZERS,
+    *animations.ANALYZERS,
 )

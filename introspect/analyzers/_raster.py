@@ -77,7 +77,7 @@ def render_backdrop(figure: Figure, axes: dict[str, Axes]) -> Backdrop:
             left=int(np.ceil(extent.x0)),
             right=int(np.floor(extent.x1)),
         )
-        (x0, y0), (x1, y1) = item.get_xlim(), item.get_ylim()
+        (x0, x1), (y0, y1) = item.get_xlim(), item.get_ylim()
         (c0, r0), (c1, r1) = item.transData.transform([(x0, y0), (x1, y1)])
         scale_x = (c1 - c0) / (x1 - x0) if x1 != x0 else 0.0
         scale_y = -(r1 - r0) / (y1 - y0) if y1 != y0 else 0.0
@@ -143,8 +143,9 @@ def paint_polyline(
     samples = np.linspace(0.0, distance[-1], max(2, int(distance[-1] * 1.5) + 1))
     dense_rows, dense_columns = np.interp(samples, distance, rows), np.interp(samples, distance, columns)
     offsets = np.arange(width) - (width - 1) / 2
-    all_rows = np.round(dense_rows[:, None, None] + offsets[None, :, None]).astype(np.intp)
-    all_columns = np.round(dense_columns[:, None, None] + offsets[None, None, :]).astype(np.intp)
+    # floor(v + 0.5) rather than round: round-half-to-even would merge the two rows of a 2-pixel line.
+    all_rows = np.floor(dense_rows[:, None, None] + offsets[None, :, None] + 0.5).astype(np.intp)
+    all_columns = np.floor(dense_columns[:, None, None] + offsets[None, None, :] + 0.5).astype(np.intp)
     all_rows, all_columns = np.broadcast_arrays(all_rows, all_columns)
     keep = (all_rows >= box.top) & (all_rows < box.bottom) & (all_columns >= box.left) & (all_columns < box.right)
     frame[all_rows[keep], all_columns[keep]] = colour

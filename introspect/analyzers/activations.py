@@ -91,19 +91,21 @@ def _layer_artifact(name: str, output: torch.Tensor) -> Artifact:
 
 
 def _dense_stems(name: str, output: torch.Tensor) -> tuple:
-    rows = min(MAX_STEM_INPUTS, output.shape[0])
+    # Probe batches are often ordered (a grid of x, images sorted by class): spread the rows.
+    picked = np.unique(np.linspace(0, output.shape[0] - 1, min(MAX_STEM_INPUTS, output.shape[0])).round().astype(int))
+    rows = len(picked)
     units = min(MAX_STEM_UNITS, output.shape[1])
     figure = new_figure(8, 1.6 * rows + 0.6)
     axes_list = figure.subplots(rows, 1, squeeze=False, sharex=True)[:, 0]
-    for row, axes in enumerate(axes_list):
-        values = output[row, :units].numpy()
+    for index, axes in zip(picked, axes_list):
+        values = output[index, :units].numpy()
         axes.stem(np.arange(units), values, basefmt="k-", markerfmt=".")
-        axes.set_ylabel(f"input {row}", fontsize=8)
+        axes.set_ylabel(f"input {index}", fontsize=8)
         axes.tick_params(labelsize=7)
     axes_list[-1].set_xlabel("unit")
     figure.suptitle(f"{name}: unit outputs", fontsize=10)
     more = f" (first {units} of {output.shape[1]} units)" if units < output.shape[1] else ""
-    caption = f"Outputs of the {output.shape[1]} units of {name} for {rows} probe inputs{more}."
+    caption = f"Outputs of the {output.shape[1]} units of {name} for probe inputs {', '.join(map(str, picked))}{more}."
     return figure, caption
 
 

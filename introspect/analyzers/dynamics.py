@@ -1,4 +1,4 @@
-"""Analyzers of how units behave: dead and saturated units, feature maps, responses over x."""
+"""Analyzers of how units behave: dead and saturated units, and responses as x sweeps the domain."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from introspect.artifacts import Artifact
 from introspect.capture import capture_activations, check_hookable, evaluation_mode, leaf_layers
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
-from introspect.plotting import grid_shape, montage, new_figure, panel_grid, symmetric_limit
+from introspect.plotting import new_figure, panel_grid
 from introspect.spec import analyzer
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ class UnitHealth:
 
     Attributes:
         kind: ``"relu"`` (can die), ``"bounded"`` (can saturate) or ``"other"``.
+        num_units: units in the layer (dimension 1 of its output: features or channels).
         dead: per unit, whether its output was <= 0 for every input and position (relu only).
         saturated: per unit, whether it sat within eps of a bound for most values (bounded only).
         sample: the output values the histogram is drawn from (all, or a seeded sample).
@@ -48,6 +49,7 @@ class UnitHealth:
     """
 
     kind: str
+    num_units: int
     dead: np.ndarray | None
     saturated: np.ndarray | None
     sample: np.ndarray
@@ -107,23 +109,30 @@ def measure_health(
         "max": float(whole.max()),
         "zero_fraction": float((whole == 0).double().mean()),
     }
-    return UnitHealth(kind, dead, saturated, flat_sample.double().cpu().numpy(), sampled, moments)
+    return UnitHealth(kind, units.shape[1], dead, saturated, flat_sample.double().cpu().numpy(), sampled, moments)
 
 
-def measure_layers(model: nn.Module, inputs: torch.Tensor, measure: Callable[[str, torch.Tensor], object], layers: list[str]) -> dict:
+def measure_layers(
+    model: nn.Module, inputs: torch.Tensor, measure: Callable[[str, torch.Tensor], object], layers: list[str]
+) -> tuple[dict[str, object], dict[str, int]]:
     """One forward pass in eval mode, reducing each layer's output with ``measure`` inside its hook.
 
     Reducing in the hook keeps memory flat on big models (no layer output is kept). A module
     called several times (a shared ReLU in a ResNet block) keeps the result of its last call.
+
+    Returns:
+        Layer name → the result of ``measure``, and layer name → how often the layer ran.
     """
     check_hookable(model)
     modules = dict(model.named_modules())
     results: dict[str, object] = {}
+    calls: dict[str, int] = {}
 
     def hook_for(name: str):  # noqa: ANN202 - a closure per layer name
         def hook(module: nn.Module, args: tuple, output: object) -> None:
             if isinstance(output, torch.Tensor):
                 results[name] = measure(name, output)
+                calls[name] = calls.get(name, 0) + 1
         return hook
 
     handles = [modules[name].register_forward_hook(hook_for(name)) for name in layers]
@@ -133,7 +142,7 @@ def measure_layers(model: nn.Module, inputs: torch.Tensor, measure: Callable[[st
     finally:
         for handle in handles:
             handle.remove()
-    return results
+    return results, calls
 
 
 @analyzer(needs=Needs.FORWARD)
@@ -159,15 +168,17 @@ def activation_health(
         kind, bounds = kinds[name]
         return measure_health(output, kind, bounds, eps=eps, min_share=min_share, max_sample=max_sample, seed=subject.seed)
 
-    health = measure_layers(subject.model, subject.probe_inputs.to(subject.device), measure, list(kinds))
+    health, calls = measure_layers(subject.model, subject.probe_inputs.to(subject.device), measure, list(kinds))
     if not health:
         raise SkipAnalyzer("no measured layer produced a tensor output")
     histograms = {name: _histogram(item, kinds[name][1], bins) for name, item in health.items()}
-    artifacts = [_fractions_artifact(health, fallback)]
+    modules = dict(subject.model.named_modules())
+    types = {name: type(modules[name]).__name__ for name in health}
+    artifacts = [_fractions_artifact(health, types, fallback, [name for name, count in calls.items() if count > 1])]
     shown = evenly_spaced(list(health), max_layers)
     for start in range(0, len(shown), LAYERS_PER_PAGE):
         names = shown[start : start + LAYERS_PER_PAGE]
-        artifacts.append(_distribution_page(names, health, histograms, start, len(shown), len(health)))
+        artifacts.append(_distribution_page(names, types, health, histograms, start, len(shown), len(health)))
     return artifacts
 
 
@@ -180,42 +191,46 @@ def _histogram(item: UnitHealth, bounds: tuple[float, float] | None, bins: int) 
 
 def health_summary(item: UnitHealth) -> dict:
     """JSON-ready numbers for one layer: unit counts and fractions, and the value moments."""
-    num_units = len(item.dead if item.dead is not None else item.saturated if item.saturated is not None else [])
-    summary: dict = {"kind": item.kind, "num_units": num_units or None}
+    summary: dict = {"kind": item.kind, "num_units": item.num_units}
     for key, flags in (("dead", item.dead), ("saturated", item.saturated)):
         summary[f"num_{key}"] = int(flags.sum()) if flags is not None else None
         summary[f"{key}_fraction"] = float(flags.mean()) if flags is not None and flags.size else None
     return {**summary, **item.moments, "sampled": item.sampled}
 
 
-def _fractions_artifact(health: dict[str, UnitHealth], fallback: bool) -> Artifact:
+def _fractions_artifact(health: dict[str, UnitHealth], types: dict[str, str], fallback: bool, repeated: list[str]) -> Artifact:
     names = evenly_spaced(list(health), MAX_BAR_LAYERS)
-    summaries = {name: health_summary(item) for name, item in health.items()}
+    summaries = {name: {"type": types[name], **health_summary(item)} for name, item in health.items()}
     figure = new_figure(8, 1.2 + 0.28 * len(names))
     axes = figure.add_subplot()
     rows = np.arange(len(names))
     for offset, key, colour in ((-0.2, "dead", "tab:red"), (0.2, "saturated", "tab:orange")):
         values = [summaries[name][f"{key}_fraction"] for name in names]
+        if all(value is None for value in values):
+            continue
         axes.barh(rows + offset, [value or 0.0 for value in values], height=0.38, color=colour, label=f"{key} units")
         for row, name, value in zip(rows, names, values):
             if value is not None:
                 axes.text(max(value, 0) + 0.01, row + offset, f"{summaries[name][f'num_{key}']}/{summaries[name]['num_units']}", va="center", fontsize=6)
-    axes.set_yticks(rows, names, fontsize=7)
+    axes.set_yticks(rows, [f"{name} ({types[name]})" for name in names], fontsize=7)
     axes.invert_yaxis()
     axes.set_xlim(0, 1.12)
     axes.set_xlabel("fraction of units")
-    axes.legend(fontsize=7, loc="lower right")
+    if not fallback:
+        axes.legend(fontsize=7, loc="lower right")
     axes.set_title("Dead and saturated units per layer", fontsize=10)
     caption = "Fraction of dead (ReLU-like, never > 0 on the probe set) and saturated (sigmoid/tanh within eps of a bound) units per activation layer; conv channels count as units."
     if fallback:
         caption = "The model has no activation modules (activations applied as functions are invisible to hooks), so no unit can be called dead or saturated; the distributions of every layer's output are shown."
     if len(names) < len(health):
         caption += f" {len(names)} of {len(health)} layers are drawn (evenly spaced); all are in the manifest."
+    if repeated:
+        caption += f" {len(repeated)} modules run more than once per forward pass (shared ReLUs) are measured at their last call."
     data = {"dead": {n: h.dead for n, h in health.items()}, "saturated": {n: h.saturated for n, h in health.items()}}
     return Artifact(name="unit-health", caption=caption, figure=figure, data=data, summary={"layers": summaries})
 
 
-def _distribution_page(names: list[str], health: dict, histograms: dict, start: int, num_shown: int, total: int) -> Artifact:
+def _distribution_page(names: list[str], types: dict[str, str], health: dict, histograms: dict, start: int, num_shown: int, total: int) -> Artifact:
     figure = new_figure(12, 2.4 * -(-len(names) // 4))
     for axes, name in zip(panel_grid(figure, len(names)), names):
         histogram, item = histograms[name], health[name]
@@ -226,7 +241,7 @@ def _distribution_page(names: list[str], health: dict, histograms: dict, start: 
             label = f"dead {int(item.dead.sum())}/{item.dead.size}, " + label
         if item.saturated is not None:
             label = f"saturated {int(item.saturated.sum())}/{item.saturated.size}"
-        axes.set_title(f"{name}\n{label}", fontsize=8)
+        axes.set_title(f"{name} ({types[name]})\n{label}", fontsize=8)
         axes.tick_params(labelsize=7)
     page = f" (layers {start + 1}-{start + len(names)} of {num_shown} drawn, of {total})" if num_shown > len(names) or total > num_shown else ""
     sampled = [name for name in names if health[name].sampled]
@@ -238,100 +253,6 @@ def _distribution_page(names: list[str], health: dict, histograms: dict, start: 
         data={name: histograms[name] for name in names},
         summary={name: health[name].moments for name in names},
     )
-
-
-def pick_images(labels: torch.Tensor | None, count: int, limit: int) -> list[int]:
-    """Up to ``limit`` probe indices, one per class first when labels are known, then in order."""
-    chosen: list[int] = []
-    if labels is not None and labels.dim() == 1 and not labels.is_floating_point():
-        first_of_class = {}
-        for index, label in enumerate(labels.tolist()):
-            first_of_class.setdefault(label, index)
-        chosen = list(first_of_class.values())[:limit]
-    chosen += [index for index in range(count) if index not in chosen]
-    return sorted(chosen[:limit])
-
-
-def display_images(subject: Subject, inputs: torch.Tensor) -> np.ndarray:
-    """Inputs as (N, H, W, 3) floats in [0, 1]: normalization undone, else rescaled per image."""
-    channels, height, width = subject.task.image_shape
-    images = inputs.detach().cpu().double().reshape(len(inputs), channels, height, width)
-    normalization = subject.task.normalization
-    if normalization:
-        mean = torch.tensor(normalization["mean"], dtype=torch.float64).reshape(1, -1, 1, 1)
-        std = torch.tensor(normalization["std"], dtype=torch.float64).reshape(1, -1, 1, 1)
-        images = images * std + mean
-    array = images.numpy()
-    if array.min() < 0 or array.max() > 1:
-        low = array.min(axis=(1, 2, 3), keepdims=True)
-        span = np.maximum(array.max(axis=(1, 2, 3), keepdims=True) - low, 1e-12)
-        array = (array - low) / span
-    if channels != 3:
-        array = np.repeat(array.mean(axis=1, keepdims=True), 3, axis=1)
-    return array.transpose(0, 2, 3, 1)
-
-
-def conv_layers(model: nn.Module) -> list[str]:
-    """Names of the 2-D convolution layers, in definition order."""
-    return [name for name, module in leaf_layers(model) if isinstance(module, torch.nn.Conv2d)]
-
-
-@analyzer(needs=Needs.FORWARD | Needs.IMAGE_INPUT)
-def feature_maps(subject: Subject, /, *, max_images: int = 3, max_channels: int = 64, max_layers: int = 8) -> list[Artifact]:
-    """What each convolution layer's output channels show for a few probe images.
-
-    Each row is one probe image (shown on the left) and the output channels of the layer for
-    it, tiled as one montage on a shared diverging colour scale: red is positive, blue negative.
-    These are the conv outputs before normalization and activation.
-    """
-    layers = conv_layers(subject.model)
-    if not layers:
-        raise SkipAnalyzer("the model has no 2-D convolution layers")
-    indices = pick_images(subject.probe_labels, len(subject.probe_inputs), max_images)
-    inputs = subject.probe_inputs[indices]
-    shown = evenly_spaced(layers, max_layers)
-    outputs = capture_activations(subject.model, inputs.to(subject.device), shown)
-    images = display_images(subject, inputs)
-    artifacts = [
-        _feature_map_artifact(name, outputs[name], images, indices, max_channels)
-        for name in shown
-        if name in outputs and outputs[name].dim() == 4
-    ]
-    if artifacts and len(shown) < len(layers):
-        note = f" {len(shown)} of {len(layers)} conv layers are shown (evenly spaced)."
-        artifacts[0] = dataclasses.replace(artifacts[0], caption=artifacts[0].caption + note)
-    return artifacts
-
-
-def strongest_channels(maps: torch.Tensor, limit: int) -> np.ndarray:
-    """Indices (ascending) of the ``limit`` channels with the largest mean |output|."""
-    strength = maps.abs().double().mean(dim=(0, 2, 3))
-    count = min(limit, len(strength))
-    return np.sort(torch.topk(strength, count).indices.numpy())
-
-
-def _feature_map_artifact(name: str, output: torch.Tensor, images: np.ndarray, indices: list[int], max_channels: int) -> Artifact:
-    channels = strongest_channels(output, max_channels)
-    maps = output[:, channels].double().numpy()
-    limit = symmetric_limit(maps)
-    columns = grid_shape(len(channels))[1]
-    tiles = [montage(maps[row], columns=columns) for row in range(len(maps))]
-    aspect = tiles[0].shape[1] / tiles[0].shape[0]
-    figure = new_figure(min(12.0, 2.0 + 3.2 * aspect), 3.2 * len(tiles))
-    axes_grid = figure.subplots(len(tiles), 2, squeeze=False, width_ratios=[1, max(1.0, 2 * aspect)])
-    for row, (image_axes, map_axes) in enumerate(axes_grid):
-        image_axes.imshow(images[row], interpolation="nearest")
-        image_axes.set_title(f"probe input {indices[row]}", fontsize=8)
-        drawn = map_axes.imshow(tiles[row], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-        for axes in (image_axes, map_axes):
-            axes.set_xticks([])
-            axes.set_yticks([])
-    figure.colorbar(drawn, ax=axes_grid[:, 1].tolist(), shrink=0.6)
-    figure.suptitle(f"{name}: output channels {tuple(output.shape[1:])}", fontsize=10)
-    kept = f"the {len(channels)} strongest (mean |output|) of {output.shape[1]} channels, in channel order" if len(channels) < output.shape[1] else f"all {len(channels)} channels"
-    caption = f"Output of {name} for {len(indices)} probe images: {kept}, one shared colour scale (±{limit:.3g})."
-    summary = {"num_channels": int(output.shape[1]), "channels_shown": channels.tolist(), "images": list(indices), "limit": limit}
-    return Artifact(name=f"maps-{name}", caption=caption, layer=name, figure=figure, data={"maps": maps, "channels": channels}, summary=summary)
 
 
 def scalar_domain(subject: Subject) -> tuple[float, float]:
@@ -403,4 +324,4 @@ def _response_summary(values: np.ndarray, kind: str, num_drawn: int) -> dict:
     return summary
 
 
-ANALYZERS = (activation_health, feature_maps, response_curves)
+ANALYZERS = (activation_health, response_curves)

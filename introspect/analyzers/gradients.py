@@ -7,6 +7,8 @@ this module holds ``input_saliency`` and ``grad_cam``.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,11 +16,16 @@ import numpy as np
 from introspect._lazy import lazy_import
 from introspect.analyzers._attribution import (
     INTERNAL_BATCH_SIZE,
+    affordable_passes,
     ProbeSelection,
     attribute,
     channel_maps,
     choose_probe,
     display_images,
+    estimate_macs,
+    in_eval_mode,
+    occlusion_window,
+    row_cap,
     strip_figure,
     tiles_for,
 )
@@ -48,6 +55,7 @@ MAX_CURVE_OUTPUTS = 4
 
 
 @analyzer(needs=Needs.FORWARD | Needs.GRADIENTS)
+@in_eval_mode
 def input_saliency(
     subject: Subject,
     /,
@@ -73,14 +81,29 @@ def input_saliency(
         raise ValueError(f"unknown attribution method {unknown[0]!r}; choose from {', '.join(METHODS)}")
     if subject.task.is_scalar:
         return [_scalar_derivative(subject)]
+    macs = estimate_macs(subject.model, subject.probe_inputs[:1].to(subject.device))
+    n_steps, nt_samples, cut = _fit_steps(subject, methods, n_steps, nt_samples, macs)
     passes = sum({"saliency": 1, "integrated_gradients": n_steps, "smoothgrad": nt_samples, "guided_backprop": 1}[m] for m in methods)
-    probe = choose_probe(subject, max_per_class, max_images, passes)
+    probe = choose_probe(subject, max_per_class, max_images, forward_passes=3 * passes, macs=macs)
+    probe = dataclasses.replace(probe, note=probe.note + cut)
     options = {"n_steps": n_steps, "nt_samples": nt_samples, "internal_batch_size": internal_batch_size, "seed": subject.seed}
     artifacts = []
     for method in methods:
         result = attribute(subject.model, probe.inputs, probe.targets, method, **options)
         artifacts.append(_method_artifact(subject, probe, method, result, options))
     return artifacts
+
+
+def _fit_steps(subject: Subject, methods: tuple[str, ...], n_steps: int, nt_samples: int, macs: float) -> tuple[int, int, str]:
+    """Fewer IG steps and SmoothGrad samples (at least 4) when one image alone would exceed the work cap."""
+    gradient_passes = affordable_passes(subject, macs) / 3
+    fixed = sum(method in methods for method in ("saliency", "guided_backprop"))
+    scalable = n_steps * ("integrated_gradients" in methods) + nt_samples * ("smoothgrad" in methods)
+    if not scalable or fixed + scalable <= gradient_passes:
+        return n_steps, nt_samples, ""
+    factor = max(0.0, gradient_passes - fixed) / scalable
+    fitted = max(4, int(n_steps * factor)), max(4, int(nt_samples * factor))
+    return (*fitted, f"; Integrated Gradients steps cut to {fitted[0]} and SmoothGrad samples to {fitted[1]} by the work cap")
 
 
 def _method_artifact(subject: Subject, probe: ProbeSelection, method: str, result: torch.Tensor, options: dict) -> Artifact:
@@ -174,6 +197,7 @@ def _derivative_figure(subject: Subject, xs: np.ndarray, ys: np.ndarray, slopes:
 
 
 @analyzer(needs=Needs.FORWARD | Needs.GRADIENTS | Needs.IMAGE_INPUT)
+@in_eval_mode
 def grad_cam(subject: Subject, /, *, max_per_class: int = 2, max_images: int = 8) -> list[Artifact]:
     """Grad-CAM on the last Conv2d layer: which regions of the image the class score relies on.
 
@@ -188,7 +212,7 @@ def grad_cam(subject: Subject, /, *, max_per_class: int = 2, max_images: int = 8
     if not convolutions:
         raise SkipAnalyzer("the model has no Conv2d layer")
     layer_name, layer = convolutions[-1]
-    probe = choose_probe(subject, max_per_class, max_images, passes_per_image=1)
+    probe = choose_probe(subject, max_per_class, max_images, forward_passes=3)
     inputs = probe.inputs.detach().clone().requires_grad_(True)
     cam = LayerGradCam(subject.model, layer).attribute(inputs, target=probe.targets, relu_attributions=True)
     cam = cam.detach()
@@ -196,7 +220,7 @@ def grad_cam(subject: Subject, /, *, max_per_class: int = 2, max_images: int = 8
     upsampled = LayerAttribution.interpolate(cam, (height, width), interpolate_mode="bilinear")
     maps = upsampled[:, 0].cpu().double().numpy()
     figure = strip_figure(tiles_for(display_images(subject, probe.inputs), maps, signed=False), probe.titles,
-                          f"Grad-CAM on {layer_name} ({tuple(cam.shape[2:])} upsampled to {height}x{width})")
+                          f"Grad-CAM on {layer_name} ({cam.shape[2]}x{cam.shape[3]}, upsampled to {height}x{width})")
     caption = (
         f"Grad-CAM on the last convolution {layer_name} (map {cam.shape[2]}x{cam.shape[3]}, upsampled to {height}x{width}) "
         f"for {len(probe.indices)} probe images{probe.note}; each map is scaled to its own maximum."
@@ -207,4 +231,57 @@ def grad_cam(subject: Subject, /, *, max_per_class: int = 2, max_images: int = 8
     return [Artifact(name="grad-cam", caption=caption, layer=layer_name, figure=figure, data=data, summary=summary)]
 
 
-ANALYZERS = (input_saliency, grad_cam)
+@analyzer(needs=Needs.FORWARD | Needs.IMAGE_INPUT)
+@in_eval_mode
+def occlusion(
+    subject: Subject, /, *, max_per_class: int = 2, max_images: int = 8, window: int | None = None, stride: int | None = None
+) -> list[Artifact]:
+    """Occlusion: how much the target score drops when a patch of the image is blanked out.
+
+    A square window (all channels) slides over the image and is set to zero in the model's
+    input space (the dataset mean when inputs are normalized, black otherwise); each pixel gets
+    the mean drop score(image) - score(occluded) over the windows covering it (Zeiler & Fergus
+    2014). Red: hiding the region lowers the target score (evidence for it); blue: raises it.
+    Window and stride follow the image size: stride ceil(side / 12), window about twice the
+    stride, widened so the windows reach the far edge.
+    """
+    from captum.attr import Occlusion
+
+    channels, height, width = subject.task.image_shape
+    macs = estimate_macs(subject.model, subject.probe_inputs[:1].to(subject.device))
+    # Big models get fewer, larger windows: at least 2 and at most 11 positions per side.
+    per_side = int(min(11, max(2, math.isqrt(max(0, int(affordable_passes(subject, macs)) - 1)))))
+    (window_h, stride_h), (window_w, stride_w) = occlusion_window(height, per_side), occlusion_window(width, per_side)
+    if window is not None:
+        window_h = window_w = min(window, height, width)
+    if stride is not None:
+        stride_h = stride_w = stride
+    positions = ((height - window_h) // stride_h + 1) * ((width - window_w) // stride_w + 1)
+    probe = choose_probe(subject, max_per_class, max_images, forward_passes=positions + 1, macs=macs)
+    images = probe.inputs.detach().reshape(len(probe.indices), channels, height, width)
+    input_shape = tuple(probe.inputs.shape[1:])
+    model = subject.model
+
+    def on_images(batch: torch.Tensor) -> torch.Tensor:
+        # A dense network takes flat vectors: windows slide over the image, the model sees its own shape.
+        return model(batch.reshape(batch.shape[0], *input_shape))
+
+    with torch.no_grad():
+        result = Occlusion(on_images).attribute(
+            images, sliding_window_shapes=(channels, window_h, window_w), strides=(channels, stride_h, stride_w),
+            baselines=0.0, target=probe.targets, perturbations_per_eval=max(1, row_cap(images, 64) // len(images)),
+        )
+    maps = channel_maps(result, (channels, height, width), reduce="mean")
+    figure = strip_figure(tiles_for(display_images(subject, probe.inputs), maps, signed=True), probe.titles,
+                          f"Occlusion: {window_h}x{window_w} window, stride {stride_h}x{stride_w}, {positions} positions")
+    caption = (
+        f"Occlusion with a {window_h}x{window_w} window moved in steps of {stride_h}x{stride_w} ({positions} positions per image) "
+        f"for {len(probe.indices)} probe images{probe.note}; each map is scaled to its own largest drop."
+    )
+    data = {"attributions": result.cpu().double().numpy(), "maps": maps, "indices": probe.indices, "targets": probe.target_array()}
+    summary = {"window": [window_h, window_w], "stride": [stride_h, stride_w], "positions": positions,
+               "num_images": len(probe.indices), "max_drop": float(maps.max()), "min_drop": float(maps.min())}
+    return [Artifact(name="occlusion", caption=caption, figure=figure, data=data, summary=summary)]
+
+
+ANALYZERS = (input_saliency, grad_cam, occlusion)

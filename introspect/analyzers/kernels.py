@@ -216,7 +216,9 @@ def _kernel_caption(layer: ConvLayer, mode: str, selected: np.ndarray, max_input
         caption += f" Shown: the {len(selected)} strongest of {len(layer.weight)} kernels (by L2 norm), in channel order."
     if mode == "per_channel" and layer.weight.shape[1] > max_input_channels:
         caption += f" Only the first {max_input_channels} of {layer.weight.shape[1]} input channels are drawn."
-    if "drift_norm" in summary:
+    if summary.get("drift_norm") == 0.0:
+        caption += " The kernels are exactly as initialized: training did not change them (a frozen layer)."
+    elif "drift_norm" in summary:
         caption += (
             f" Initial and final kernels share a scale; the difference has its own. Drift ||final - initial|| ="
             f" {summary['drift_norm']:.4g} ({100 * summary['relative_drift']:.1f}% of the initial norm)."
@@ -253,7 +255,8 @@ def kernel_grids(
     artifacts = [_kernel_artifact(layer, index == 0, options) for index, layer in enumerate(layers) if layer.name in shown]
     if len(artifacts) < len(layers):
         left_out = [layer.name for layer in layers if layer.name not in shown]
-        note = f" {len(left_out)} of {len(layers)} conv layers are not drawn (evenly spaced selection): {', '.join(left_out[:8])}{'...' if len(left_out) > 8 else ''}."
+        names = ", ".join(left_out[:8]) + ("..." if len(left_out) > 8 else "")
+        note = f" {len(left_out)} of {len(layers)} conv layers are not drawn (evenly spaced selection): {names}."
         artifacts[0] = dataclasses.replace(artifacts[0], caption=artifacts[0].caption + note)
     return artifacts
 
@@ -288,7 +291,8 @@ def receptive_products(layers: list[tuple[str, np.ndarray]], num_inputs: int) ->
     products = [(first_name, first)]
     for name, weight in layers[1:]:
         if weight.shape[1] != products[-1][1].shape[0]:
-            return products, f" The chain stops before {name}: its {weight.shape[1]} inputs do not match the {products[-1][1].shape[0]} outputs before it."
+            before = products[-1][1].shape[0]
+            return products, f" The chain stops before {name}: its {weight.shape[1]} inputs do not match the {before} outputs before it."
         products.append((name, weight @ products[-1][1]))
     return products, ""
 

@@ -18,8 +18,12 @@ def test_hand_kernels_are_the_four_patterns_of_the_issue() -> None:
     kernels = hand_kernels()
     assert kernels.shape == (4, 1, 5, 5)
     assert set(kernels.unique().tolist()) == {0.0, 1.0}
-    assert kernels.sum(dim=(1, 2, 3)).tolist() == [9.0, 13.0, 16.0, 15.0]
-    assert kernels[2, 0, 2].tolist() == [1.0, 0.0, 0.0, 0.0, 1.0]  # the ring's middle row "10001"
+    assert kernels.sum(dim=(1, 2, 3)).tolist() == [9.0, 11.0, 16.0, 15.0]
+    issue_rows = ["10001 00100 01110 11011", "01010 11011 11011 01010", "00100 00100 10001 00100",
+                  "01010 11011 11011 11011", "10001 00100 01110 11011"]
+    for row, text in enumerate(issue_rows):
+        for channel, bits in enumerate(text.split()):
+            assert kernels[channel, 0, row].tolist() == [float(bit) for bit in bits]
     assert len({tuple(pattern) for pattern in HAND_PATTERNS}) == 4
 
 

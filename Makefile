@@ -1,0 +1,36 @@
+# Two commands for a new user: `make demo` and `make test`. Both create .venv when missing and
+# install the project (with its test extras) into it; a later run reinstalls only when
+# pyproject.toml changed.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.introspect-installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test install browser showcase bench clean
+
+demo: install
+	$(BIN)/introspect demo --force
+
+test: install browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Headless Chromium for the browser tests (Debian's package). Without root or a package
+# registry the browser tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "chromium could not be installed: browser tests will be skipped"; \
+	  else echo "chromium is missing and cannot be installed here: browser tests will be skipped"; fi; }
+
+clean:
+	rm -rf $(VENV) introspect-demo .pytest_cache

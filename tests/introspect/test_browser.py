@@ -1,0 +1,115 @@
+"""The gallery in a real browser: headless Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from introspect import Artifact, Needs, analyzer
+from introspect.api import analyze
+from introspect.plotting import new_figure
+from introspect.registry import Registry
+from introspect.spec import spec_of
+from introspect.subject import Subject, Task
+from introspect.testing import conv_image_subject
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+HOSTILE = "<img src=x onerror=\"window.__pwned = 1\">"
+
+pytestmark = pytest.mark.browser
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="Python playwright is not installed")
+if not Path(CHROMIUM).exists():
+    pytest.skip("Chromium is not installed (make test installs Debian's chromium when it can)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        yield launched
+        launched.close()
+
+
+def open_page(browser, index: Path):  # noqa: ANN001, ANN201
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(index.as_uri())
+    page.wait_for_load_state("load")
+    return page, errors
+
+
+def scroll_through(page) -> None:  # noqa: ANN001
+    """Lazy images load only near the viewport: scroll the whole page once."""
+    height = page.evaluate("document.body.scrollHeight")
+    for top in range(0, height + 900, 600):
+        page.evaluate(f"window.scrollTo(0, {top})")
+        page.wait_for_timeout(30)
+    page.wait_for_function("Array.from(document.querySelectorAll('main img')).every(img => img.complete)")
+
+
+def test_gallery_loads_cleanly_and_navigation_reaches_every_section(browser, tmp_path: Path) -> None:  # noqa: ANN001
+    report = analyze(conv_image_subject(), out_dir=tmp_path / "g", registry=Registry.default(load_plugins=False))
+    page, errors = open_page(browser, report.index_path)
+    scroll_through(page)
+    broken = page.evaluate("Array.from(document.querySelectorAll('main img')).filter(img => img.naturalWidth === 0).map(img => img.src)")
+    assert broken == []
+    assert page.evaluate("document.querySelectorAll('main img').length") == sum(
+        1 for result in report.results for artifact in result.artifacts if artifact.kind != "table"
+    )
+    for result in report.results:
+        page.click(f"nav a[href='#{result.name}']")
+        assert page.evaluate("location.hash") == f"#{result.name}"
+        assert page.locator(f"section#{result.name}").is_visible()
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(SCREENSHOT_DIR / "gallery.png"), full_page=False)
+    first_zoom = page.locator("a.zoom").first
+    first_zoom.click()
+    assert page.locator("dialog#viewer").evaluate("dialog => dialog.open")
+    assert page.locator("dialog#viewer img").evaluate("img => img.getAttribute('src')") == first_zoom.get_attribute("href")
+    assert errors == []
+
+
+@analyzer(needs=Needs.WEIGHTS)
+def hostile_caption(subject, /):
+    """Shows a figure whose caption and layer carry markup."""
+    return [Artifact(name=HOSTILE, caption=HOSTILE, layer=HOSTILE, figure=new_figure(2, 2))]
+
+
+def test_markup_in_checkpoint_strings_shows_as_text_and_runs_nothing(browser, tmp_path: Path) -> None:  # noqa: ANN001
+    subject = Subject(
+        weights={f"{HOSTILE}.weight": torch.ones(3, 3)},
+        task=Task(kind="classification", class_names=(HOSTILE,), dataset=HOSTILE),
+        metadata={"architecture": HOSTILE, "metrics": {HOSTILE: 1.0}, "path": HOSTILE},
+    )
+    report = analyze(subject, out_dir=tmp_path / "g", registry=Registry([spec_of(hostile_caption)]))
+    page, errors = open_page(browser, report.index_path)
+    scroll_through(page)
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("h1").inner_text() == f"introspect: {HOSTILE}"
+    assert HOSTILE in page.locator("figcaption").first.inner_text()
+    assert page.evaluate("document.querySelectorAll('main img').length") == 1
+    assert errors == []
+
+
+def test_gallery_works_with_javascript_off(browser, tmp_path: Path) -> None:  # noqa: ANN001
+    report = analyze(conv_image_subject(), out_dir=tmp_path / "g", analyzers=["weight_histograms"], registry=Registry.default(load_plugins=False))
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(report.index_path.as_uri())
+    link = page.locator("a.zoom").first
+    href = link.get_attribute("href")
+    link.click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith(href)
+    context.close()

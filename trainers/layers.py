@@ -1,0 +1,83 @@
+"""Small pieces the network modules share: activations, weight initialization, seeded building."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "leaky_relu": nn.LeakyReLU,
+}
+INITS = ("default", "xavier", "kaiming", "normal")
+
+ConfigT = TypeVar("ConfigT")
+
+
+def activation(name: str) -> nn.Module:
+    """A fresh activation module by name (``sigmoid``, ``tanh``, ``relu``, ``gelu``, ``leaky_relu``)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, not {name!r}")
+    return ACTIVATIONS[name]()
+
+
+def check_choice(field: str, value: str, allowed: tuple[str, ...] | Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the allowed values when ``value`` is not one of them."""
+    if value not in allowed:
+        raise ValueError(f"{field} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+def initialize(model: nn.Module, scheme: str, nonlinearity: str = "relu") -> None:
+    """Re-initialize every Linear and Conv layer of ``model`` in place.
+
+    ``default`` keeps PyTorch's initialization; ``xavier`` (Glorot uniform), ``kaiming`` (He
+    normal, fan-in) and ``normal`` (std 0.05) set the weights and zero the biases.
+    """
+    check_choice("init", scheme, INITS)
+    if scheme == "default":
+        return
+    gain_name = nonlinearity if nonlinearity in ("sigmoid", "tanh", "relu") else "relu"
+    for module in model.modules():
+        if not isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            continue
+        if scheme == "xavier":
+            nn.init.xavier_uniform_(module.weight, gain=nn.init.calculate_gain(gain_name))
+        elif scheme == "kaiming":
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu" if gain_name != "tanh" else "tanh")
+        else:
+            nn.init.normal_(module.weight, std=0.05)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the block with torch's CPU generator seeded, restoring the caller's RNG state after.
+
+    Building a network inside ``with seeded(config.seed)`` gives the same initial weights for the
+    same seed without changing the random state anyone else sees.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def config_from_dict(config_class: type[ConfigT], values: Mapping[str, Any]) -> ConfigT:
+    """Rebuild a config dataclass from a checkpoint's plain dict (lists become tuples).
+
+    Raises:
+        ValueError: a key that the config does not have.
+    """
+    names = {field.name for field in dataclasses.fields(config_class)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"{config_class.__name__} has no field(s) {', '.join(unknown)}; fields: {', '.join(sorted(names))}")
+    return config_class(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
