@@ -70,6 +70,7 @@ def analyze(
     registry: Registry | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     progress: ProgressCallback | None = None,
+    timeout: float | None = None,
     **load_options: Any,
 ) -> AnalysisReport:
     """Run analyzers on a checkpoint path, a module with inputs, or a ready :class:`Subject`.
@@ -86,6 +87,7 @@ def analyze(
         registry: the analyzers to choose from (default: built-ins and plugins).
         options: per-analyzer keyword arguments, by analyzer name.
         progress: called as ``progress(done, total, result)`` after each analyzer.
+        timeout: seconds each analyzer may run before it is stopped and recorded as failed.
         **load_options: fields of :class:`~introspect.loading.LoadOptions` for checkpoint paths.
     """
     if out_dir is not None:
@@ -93,7 +95,7 @@ def analyze(
     registry = registry or Registry.default(load_plugins=load_options.pop("load_plugins", None))
     specs = _selected(registry, analyzers, exclude)
     subject = _subject_for(target, inputs, labels, task, load_options)
-    results = tuple(run_analyzers(subject, specs, options=options, progress=progress))
+    results = tuple(run_analyzers(subject, specs, options=options, progress=progress, timeout=timeout))
     index_path = write_gallery(subject, specs, results, out_dir, force=force) if out_dir is not None else None
     return AnalysisReport(
         subject=subject, results=results, specs=tuple(specs), index_path=index_path, plugin_problems=tuple(registry.problems)

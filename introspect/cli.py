@@ -97,8 +97,9 @@ def checkpoint_options(command: Any) -> Any:
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), help="Gallery folder [default: introspect-<checkpoint name>].")
 @click.option("--force", is_flag=True, help="Replace the gallery folder if it exists.")
 @click.option("--no-plugins", is_flag=True, help="Use only the built-in analyzers.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Stop an analyzer that runs longer and record it as failed.")
 @checkpoint_options
-def analyze(checkpoints: tuple[str, ...], select_all: bool, names: tuple[str, ...], exclude: tuple[str, ...], out_dir: str | None, force: bool, no_plugins: bool, **loading: Any) -> int:
+def analyze(checkpoints: tuple[str, ...], select_all: bool, names: tuple[str, ...], exclude: tuple[str, ...], out_dir: str | None, force: bool, no_plugins: bool, timeout: float | None, **loading: Any) -> int:
     """Run analyzers on each CHECKPOINT and write one gallery (exit 1 if any analyzer failed).
 
     With several checkpoints the gallery has a page per checkpoint and an index listing them.
@@ -127,6 +128,7 @@ def analyze(checkpoints: tuple[str, ...], select_all: bool, names: tuple[str, ..
                 force=force,
                 registry=registry,
                 progress=_print_progress,
+                timeout=timeout,
                 **load_options_from(**loading),
             )
         )

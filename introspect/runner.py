@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 import traceback
+from collections.abc import Iterator
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +29,7 @@ def run_analyzers(
     *,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     progress: ProgressCallback | None = None,
+    timeout: float | None = None,
 ) -> list[AnalyzerResult]:
     """Run each analyzer whose needs ``subject`` meets; skip the others with the reason.
 
@@ -36,25 +41,54 @@ def run_analyzers(
         specs: the analyzers, in order.
         options: per-analyzer keyword arguments, by analyzer name.
         progress: called as ``progress(done, total, result)`` after each analyzer.
+        timeout: seconds each analyzer may take before it is stopped and recorded as failed.
     """
     specs = list(specs)
     results = []
     for index, spec in enumerate(specs, start=1):
-        result = run_one(subject, spec, (options or {}).get(spec.name, {}))
+        result = run_one(subject, spec, (options or {}).get(spec.name, {}), timeout=timeout)
         results.append(result)
         if progress is not None:
             progress(index, len(specs), result)
     return results
 
 
-def run_one(subject: Subject, spec: AnalyzerSpec, options: Mapping[str, Any] | None = None) -> AnalyzerResult:
+class AnalyzerTimeout(Exception):
+    """An analyzer ran past its time limit."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`AnalyzerTimeout` in the block after ``seconds`` (main thread, Unix only).
+
+    A signal interrupts the analyzer between Python bytecodes, so it stops even inside a long
+    loop; elsewhere (another thread, Windows) the block runs without a limit.
+    """
+    usable = seconds and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise AnalyzerTimeout(f"ran past the time limit of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_one(subject: Subject, spec: AnalyzerSpec, options: Mapping[str, Any] | None = None, *, timeout: float | None = None) -> AnalyzerResult:
     """Run one analyzer with its needs checked, the model protected and failures captured."""
     missing = subject.missing_reason(spec.needs)
     if missing:
         return AnalyzerResult(name=spec.name, status="skipped", reason=missing)
     start = time.perf_counter()
     try:
-        with _protected(subject):
+        with _protected(subject), time_limit(timeout):
             artifacts = spec.func(subject, **dict(options or {}))
         _check_artifacts(spec, artifacts)
     except SkipAnalyzer as skip:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from introspect import Artifact, Needs, SkipAnalyzer, analyzer
@@ -95,3 +97,18 @@ def test_two_hundred_runs_leave_no_hooks_and_no_growth() -> None:
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in subject.model.modules())
     assert all(p.grad is None for p in subject.model.parameters())
     assert torch.is_grad_enabled()
+
+
+@analyzer(needs=Needs.WEIGHTS)
+def endless(subject, /):
+    """Never returns on its own."""
+    while True:
+        time.sleep(0.01)
+
+
+def test_analyzer_past_its_time_limit_is_stopped_and_recorded_as_failed() -> None:
+    start = time.perf_counter()
+    [result, after] = run_analyzers(weights_only_subject(), [spec_of(endless), spec_of(self_skipping)], timeout=0.3)
+    assert result.status == "failed" and "time limit of 0.3 s" in result.reason
+    assert 0.3 <= time.perf_counter() - start < 5
+    assert after.status == "skipped"
