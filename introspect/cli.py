@@ -189,6 +189,23 @@ def info(checkpoint: str, as_json: bool, **loading: Any) -> int:
     return 0
 
 
+@cli.command()
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="introspect-compare", show_default=True, help="Comparison page folder.")
+@click.option("--force", is_flag=True, help="Replace the folder if it exists.")
+@click.option("--title", help="Heading of the page [default: Comparison of N checkpoints].")
+@checkpoint_options
+def compare(checkpoints: tuple[str, ...], out_dir: str, force: bool, title: str | None, **loading: Any) -> int:
+    """Compare two or more CHECKPOINTS on one page: curves, a table of numbers, shared layers side by side."""
+    from introspect.compare import MIN_CHECKPOINTS, compare_checkpoints
+
+    if len(checkpoints) < MIN_CHECKPOINTS:
+        raise click.UsageError(f"compare needs at least {MIN_CHECKPOINTS} checkpoints, got {len(checkpoints)}")
+    _, index = compare_checkpoints(checkpoints, out_dir, force=force, title=title, **load_options_from(**loading))
+    click.echo(str(index))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn known errors into one line and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)

@@ -54,13 +54,21 @@ def write_gallery(
     return target / INDEX_NAME
 
 
-def write_collection(pages: Sequence[tuple[str, AnalysisReport]], out_dir: str | os.PathLike[str], *, force: bool = False) -> Path:
+def write_collection(
+    pages: Sequence[tuple[str, AnalysisReport]],
+    out_dir: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    extra_links: Sequence[dict[str, str]] = (),
+) -> Path:
     """Write several checkpoints' pages, each in its own folder, under an index that lists them.
 
     Args:
         pages: (title, report) pairs; each title becomes a folder name after slugifying.
         out_dir: the gallery folder.
         force: replace ``out_dir`` if it exists.
+        extra_links: more pages for the index to list under "Comparisons", each a dict with
+            ``title``, ``href`` (relative to the index) and optionally ``description``.
     """
     target = check_output_dir(out_dir, force=force)
     with staging_folder(target) as staging:
@@ -69,7 +77,9 @@ def write_collection(pages: Sequence[tuple[str, AnalysisReport]], out_dir: str |
             (staging / slug).mkdir()
             manifest = write_page(report.subject, report.specs, report.results, staging / slug, parent_index=f"../{INDEX_NAME}")
             entries.append(collection_entry(title, slug, manifest))
-        write_collection_index(build_collection_manifest(entries), staging)
+        manifest = build_collection_manifest(entries)
+        manifest["links"] = [dict(link) for link in extra_links]
+        write_collection_index(manifest, staging)
     return target / INDEX_NAME
 
 
@@ -118,6 +128,10 @@ def rerender(gallery_dir: str | os.PathLike[str]) -> Path:
 
     folder = Path(gallery_dir)
     manifest = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+    if manifest.get("kind") == "comparison":
+        from introspect.compare import rerender_comparison
+
+        return rerender_comparison(folder)
     if "pages" in manifest:
         from introspect.html import render_index
 
@@ -186,9 +200,32 @@ def write_artifact_file(artifact: Artifact, folder: Path, stem: str) -> str:
         name = f"{stem}.png"
         artifact.figure.savefig(folder / name, dpi=artifact.figure.dpi)
         return name
-    import imageio.v3 as iio
-
     name = f"{stem}.gif"
-    duration_ms = 1000.0 / max(artifact.fps, 1e-3)
-    iio.imwrite(folder / name, list(artifact.frames or []), extension=".gif", duration=duration_ms, loop=0)
+    write_gif(list(artifact.frames or []), folder / name, fps=artifact.fps)
     return name
+
+
+MAX_PALETTE_PIXELS = 1_000_000
+
+
+def write_gif(frames: Sequence[Any], path: Path, *, fps: float) -> None:
+    """Write RGB uint8 frames as a looping GIF with one palette shared by every frame.
+
+    A palette per frame (what a plain ``imageio.imwrite`` does) costs most of the time of an
+    animation and makes colours flicker between frames; one palette from a few sampled frames
+    is both faster and steadier. Frames are mapped without dithering, so flat areas stay flat.
+    """
+    import numpy as np
+    from PIL import Image
+
+    if not frames:
+        raise ValueError("an animation needs at least one frame")
+    # The palette is fitted to a strided sample of every frame's pixels: colours that appear in
+    # only a few frames still get entries, and the sample stays near MAX_PALETTE_PIXELS.
+    stack = np.stack([np.asarray(frame, dtype=np.uint8) for frame in frames])
+    stride = max(1, int(np.sqrt(stack[..., 0].size / MAX_PALETTE_PIXELS)))
+    sample = Image.fromarray(stack[:, ::stride, ::stride].reshape(-1, stack[:, ::stride, ::stride].shape[2], 3))
+    palette = sample.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    images = [Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE) for frame in stack]
+    duration_ms = max(20, round(1000.0 / max(fps, 1e-3)))
+    images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0, optimize=False)

@@ -72,7 +72,7 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
 REGRESSION_DOMAIN = (-5.0, 5.0)
 REGRESSION_GAPS = ((-2.4, -1.6), (1.6, 2.4))
-TRAIN_NOISE_STD = 0.5
+TRAIN_NOISE_STD = 0.4
 TEST_NOISE_STD = 0.3
 
 
@@ -122,7 +122,7 @@ def regression_data(
     """The homework's regression task, generated reproducibly from ``seed``.
 
     Training x are drawn uniformly from [-5, 5] minus the gaps [-2.4, -1.6] and [1.6, 2.4] (where
-    :func:`true_function` has its bumps), targets get Gaussian noise of std 0.5. Test x are
+    :func:`true_function` has its bumps), targets get Gaussian noise of std 0.4. Test x are
     evenly spaced over the whole of [-5, 5] (gaps included), with noise of std 0.3 (variance
     0.09), so the test set measures how well the network fills the gaps.
     """

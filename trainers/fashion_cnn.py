@@ -18,8 +18,8 @@ from trainers.data import load_fashion_mnist
 from trainers.data import ImageDataset
 from trainers.layers import config_from_dict, seeded
 from trainers.loop import AugmentFn, TrainConfig
-from trainers.options import AugmentOptions, as_plain, take_options
-from trainers.runs import configs_for, train_classifier
+from trainers.options import AugmentOptions, as_plain, configs_with_options
+from trainers.runs import train_classifier
 from trainers.search_space import OPTIMIZER_SPACE, SearchProblem, categorical, classifier_problem, float_range, searchable
 
 TRAIN = TrainConfig(epochs=15, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=1e-4, patience=4)
@@ -86,8 +86,7 @@ def build(config: dict[str, Any]) -> FashionCNN:
 
 
 def _prepare(settings: RunSettings) -> tuple[AugmentOptions, FashionCNNConfig, TrainConfig, ImageDataset, AugmentFn | None]:
-    options, rest = take_options(settings, AugmentOptions())
-    config, train_config = configs_for(rest, FashionCNNConfig(), TRAIN)
+    options, config, train_config = configs_with_options(settings, AugmentOptions(), FashionCNNConfig(), TRAIN)
     data = load_fashion_mnist(settings.data_dir)
     fill = background_value(data.normalization)
     augment = flip_rotate(data.image_shape, options.rotation, fill) if options.augment else None

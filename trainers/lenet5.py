@@ -94,6 +94,6 @@ TRAIN = TrainConfig(epochs=25, batch_size=64, optimizer="adam", lr=1e-3, weight_
 @register(ARCHITECTURE)
 def train_lenet5(settings: RunSettings) -> dict[str, Any]:
     """LeNet-5 on MNIST with dropout and Kaiming initialization; Adam."""
-    config, train_config = configs_for(settings, LeNet5Config(), TRAIN, quick_epochs=2)
+    config, train_config = configs_for(settings, LeNet5Config(), TRAIN, quick_epochs=5)
     data = load_mnist(settings.data_dir)
-    return train_classifier(LeNet5(config), ARCHITECTURE, config, train_config, data, settings, quick_train_size=1000)
+    return train_classifier(LeNet5(config), ARCHITECTURE, config, train_config, data, settings, quick_train_size=2000)

@@ -73,6 +73,6 @@ TRAIN = TrainConfig(epochs=30, batch_size=64, optimizer="adam", lr=1e-3, weight_
 @register(ARCHITECTURE)
 def train_mnist_ffnn(settings: RunSettings) -> dict[str, Any]:
     """784-256-512-256-10 ReLU feed-forward net with dropout 0.5 on MNIST; Adam."""
-    config, train_config = configs_for(settings, MNISTFFNNConfig(), TRAIN, quick_epochs=2)
+    config, train_config = configs_for(settings, MNISTFFNNConfig(), TRAIN, quick_epochs=5)
     data = load_mnist(settings.data_dir)
-    return train_classifier(MNISTFFNN(config), ARCHITECTURE, config, train_config, data, settings, flatten=True, quick_train_size=1000)
+    return train_classifier(MNISTFFNN(config), ARCHITECTURE, config, train_config, data, settings, flatten=True, quick_train_size=2000)

@@ -81,6 +81,6 @@ TRAIN = TrainConfig(epochs=40, batch_size=64, optimizer="adam", lr=1e-3, weight_
 @register(ARCHITECTURE)
 def train_mnist_mlp(settings: RunSettings) -> dict[str, Any]:
     """784-96-24-10 tanh MLP on MNIST; Adam, early stopping with patience 3."""
-    config, train_config = configs_for(settings, MNISTMLPConfig(), TRAIN, quick_epochs=2)
+    config, train_config = configs_for(settings, MNISTMLPConfig(), TRAIN, quick_epochs=5)
     data = load_mnist(settings.data_dir)
-    return train_classifier(MNISTMLP(config), ARCHITECTURE, config, train_config, data, settings, flatten=True, quick_train_size=1000)
+    return train_classifier(MNISTMLP(config), ARCHITECTURE, config, train_config, data, settings, flatten=True, quick_train_size=2000)

@@ -30,8 +30,8 @@ from trainers.catalog import RunSettings, register
 from trainers.data import ImageDataset, load_fashion_mnist, load_mnist
 from trainers.layers import config_from_dict
 from trainers.loop import TrainConfig
-from trainers.options import DatasetOptions, as_plain, take_options
-from trainers.runs import configs_for, train_classifier
+from trainers.options import DatasetOptions, as_plain, configs_with_options
+from trainers.runs import train_classifier
 from trainers.search_space import OPTIMIZER_SPACE, SearchProblem, classifier_problem, searchable
 
 ARCHITECTURES = ("neta1", "neta2")
@@ -163,8 +163,8 @@ def recipe_names() -> list[str]:
 
 def _prepare(name: str, settings: RunSettings) -> tuple[DatasetOptions, NetAConfig, TrainConfig, ImageDataset]:
     architecture, _, scheme = name.partition("-")
-    options, rest = take_options(settings, DatasetOptions())
-    config, train_config = configs_for(rest, NetAConfig(architecture=architecture, scheme=scheme), TRAIN)
+    start = NetAConfig(architecture=architecture, scheme=scheme)
+    options, config, train_config = configs_with_options(settings, DatasetOptions(), start, TRAIN)
     config = dataclasses.replace(config, architecture=architecture, scheme=scheme)  # the name decides these
     load = load_fashion_mnist if options.dataset == "fashion" else load_mnist
     return options, config, train_config, load(settings.data_dir)

@@ -4,8 +4,7 @@ Augmentation and the choice of dataset change how a network is trained, not what
 they live in a small frozen dataclass of their own. :func:`take_options` parses the ``--set``
 keys that belong to it and hands the rest on, so ``configs_for`` still sees only its own keys::
 
-    options, rest = take_options(settings, AugmentOptions())
-    config, train_config = configs_for(rest, FashionCNNConfig(), TRAIN)
+    options, config, train_config = configs_with_options(settings, AugmentOptions(), FashionCNNConfig(), TRAIN)
 """
 
 from __future__ import annotations
@@ -13,9 +12,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
-from trainers.catalog import RunSettings, apply_overrides
+from trainers.catalog import RecipeError, RunSettings, apply_overrides
+from trainers.loop import TrainConfig
+from trainers.runs import configs_for
 
 OptionsT = TypeVar("OptionsT")
+ConfigT = TypeVar("ConfigT")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,3 +66,16 @@ def take_options(settings: RunSettings, options: OptionsT) -> tuple[OptionsT, Ru
 def as_plain(options: Any) -> dict[str, Any]:
     """The options as a plain dict, for a checkpoint's extras."""
     return dataclasses.asdict(options)
+
+
+def configs_with_options(
+    settings: RunSettings, options: OptionsT, model_config: ConfigT, train_config: TrainConfig
+) -> tuple[OptionsT, ConfigT, TrainConfig]:
+    """:func:`take_options`, then ``configs_for`` on the rest; an unknown key lists all three kinds."""
+    parsed, rest = take_options(settings, options)
+    try:
+        model_config, train_config = configs_for(rest, model_config, train_config)
+    except RecipeError as error:
+        names = ", ".join(field.name for field in dataclasses.fields(options))  # type: ignore[arg-type]
+        raise RecipeError(f"{error}; recipe options: {names}") from None
+    return parsed, model_config, train_config

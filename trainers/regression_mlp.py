@@ -80,7 +80,7 @@ def build(config: dict[str, Any]) -> RegressionMLP:
     return RegressionMLP(config_from_dict(RegressionMLPConfig, config))
 
 
-TRAIN = TrainConfig(epochs=1500, batch_size=16, optimizer="adam", lr=3e-3, weight_decay=1e-3, loss="mse")
+TRAIN = TrainConfig(epochs=1500, batch_size=16, optimizer="adam", lr=0.01, weight_decay=1e-3, scheduler="cosine", loss="mse")
 
 
 @register(ARCHITECTURE)
@@ -110,6 +110,8 @@ def train_regressor(
         "test_mse": evaluate(model, data.test, train_config)["loss"],
         "train_mse": evaluate(model, data.train, train_config)["loss"],
         "noise_variance": data.test_noise_variance,
+        # What the noise-free function itself scores on this particular noisy test set.
+        "true_function_test_mse": float(((true_function(data.test.inputs) - data.test.targets) ** 2).mean()),
         "train_noise_variance": data.train_noise_std**2,
         "best_val_mse": result.best("val_loss"),
         "best_epoch": result.best_epoch,

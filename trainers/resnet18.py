@@ -23,8 +23,8 @@ from trainers.catalog import RecipeError, RunSettings, register
 from trainers.data import ImageDataset, load_cifar10
 from trainers.layers import config_from_dict, seeded
 from trainers.loop import AugmentFn, TrainConfig
-from trainers.options import AugmentOptions, as_plain, take_options
-from trainers.runs import configs_for, train_classifier
+from trainers.options import AugmentOptions, as_plain, configs_with_options
+from trainers.runs import train_classifier
 from trainers.search_space import OPTIMIZER_SPACE, SearchProblem, classifier_problem, searchable
 
 TRAIN = TrainConfig(epochs=15, batch_size=128, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, patience=4)
@@ -84,8 +84,7 @@ def build(config: dict[str, Any]) -> nn.Module:
 
 
 def _prepare(settings: RunSettings) -> tuple[AugmentOptions, ResNet18Config, TrainConfig]:
-    options, rest = take_options(settings, AugmentOptions())
-    config, train_config = configs_for(rest, ResNet18Config(), TRAIN)
+    options, config, train_config = configs_with_options(settings, AugmentOptions(), ResNet18Config(), TRAIN)
     return options, config, train_config
 
 

@@ -119,7 +119,8 @@ def get_searchable(name: str) -> Searchable:
     Raises:
         RecipeError: unknown recipe, or one without a search space (lists the searchable ones).
     """
-    get_recipe(name)  # imports every recipe module, so their search problems register
+    if name not in _SEARCHABLE:
+        get_recipe(name)  # imports every recipe module, so their search problems register
     if name not in _SEARCHABLE:
         raise RecipeError(f"{name} has no search space; searchable: {', '.join(sorted(_SEARCHABLE))}")
     return _SEARCHABLE[name]

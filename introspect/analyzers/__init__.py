@@ -4,7 +4,7 @@ Each module lists its analyzers in ``ANALYZERS``; this tuple is the single place
 which modules are built in. Importing these modules does not import torch.
 """
 
-from introspect.analyzers import activations, animations, dynamics, images, kernels, predictions, training, weights
+from introspect.analyzers import activations, animations, dynamics, gradients, images, kernels, predictions, sanity, training, weights
 
 BUILTINS = (
     *weights.ANALYZERS,
@@ -15,4 +15,6 @@ BUILTINS = (
     *dynamics.ANALYZERS,
     *images.ANALYZERS,
     *animations.ANALYZERS,
+    *gradients.ANALYZERS,
+    *sanity.ANALYZERS,
 )

@@ -262,16 +262,24 @@ def attribute(
 
 
 def _smoothgrad(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None, nt_samples: int, samples_per_pass: int, seed: int) -> torch.Tensor:
-    from captum.attr import NoiseTunnel, Saliency
+    """Mean |gradient| over ``nt_samples`` noisy copies of ``x`` (Smilkov et al. 2017), as captum's NoiseTunnel.
 
-    spread = float(x.detach().max() - x.detach().min()) or 1.0
-    devices = [x.device.index or 0] if x.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        return NoiseTunnel(Saliency(model)).attribute(
-            x, nt_type="smoothgrad", nt_samples=nt_samples, nt_samples_batch_size=samples_per_pass,
-            stdevs=SMOOTHGRAD_NOISE * spread, target=targets, abs=True,
-        )
+    The noise comes from a generator seeded with ``seed``, sample after sample, so the result
+    does not depend on how many samples share a pass, and the global random state is untouched.
+    """
+    from captum.attr import Saliency
+
+    clean = x.detach()
+    deviation = SMOOTHGRAD_NOISE * (float(clean.max() - clean.min()) or 1.0)
+    generator = torch.Generator(device=clean.device).manual_seed(seed)
+    total = torch.zeros_like(clean)
+    for start in range(0, nt_samples, samples_per_pass):
+        count = min(samples_per_pass, nt_samples - start)
+        noise = torch.randn((count, *clean.shape), generator=generator, device=clean.device, dtype=clean.dtype)
+        noisy = (clean.unsqueeze(0) + deviation * noise).reshape(count * len(clean), *clean.shape[1:]).requires_grad_(True)
+        repeated = None if targets is None else targets.repeat(count)
+        total += Saliency(model).attribute(noisy, target=repeated, abs=True).reshape(count, *clean.shape).sum(dim=0)
+    return total / nt_samples
 
 
 def channel_maps(values: torch.Tensor | np.ndarray, image_shape: tuple[int, int, int], reduce: str = "sum") -> np.ndarray:
@@ -350,8 +358,9 @@ def strip_figure(rows: list[tuple[str, np.ndarray]], titles: list[str], heading:
 def occlusion_window(side: int, max_positions: int = 11) -> tuple[int, int]:
     """Window and stride for one image side: stride ceil(side / (max_positions + 1)), window about twice it.
 
-    The window is widened until whole strides reach the far edge, so every pixel is covered
-    and each side has at most ``max_positions`` positions (121 occlusions per image by default).
+    The window is widened until whole strides reach the far edge, so every window has the same
+    size (captum would otherwise clip the last one) and each side has at most ``max_positions``
+    positions (121 occlusions per image by default).
     """
     stride = max(1, math.ceil(side / (max_positions + 1)))
     window = min(side, 2 * stride)

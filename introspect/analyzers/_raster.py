@@ -170,7 +170,3 @@ def paint_bars(frame: np.ndarray, backdrop: Backdrop, key: str, heights: np.ndar
         column_slice = slice(max(box.left, int(round(left))), min(box.right, int(round(right)) + 1))
         frame[row_slice, column_slice] = colour
 
-
-def heat_strip(values: np.ndarray, low: float, high: float, table: np.ndarray) -> np.ndarray:
-    """One row of colour-mapped cells, shaped (1, len(values), 3), for :func:`paint_image`."""
-    return apply_colours(np.asarray(values, dtype=np.float64)[None, :], low, high, table)

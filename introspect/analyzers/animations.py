@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 else:
     torch = lazy_import("torch")
 
+MAX_FRAMES = 120
 DPI = 80
 WIDTH_INCHES = 6.0  # 480 pixels at DPI
 MAX_OUTPUTS = 4
@@ -39,8 +40,8 @@ MIN_MAP_SIZE = 6
 
 @analyzer(needs=Needs.FORWARD)
 def activation_gifs(
-    subject: Subject, /, *, num_frames: int = 120, max_layers: int = 8, max_units: int = 64,
-    max_channels: int = 16, layer: str | None = None,
+    subject: Subject, /, *, num_frames: int = 120, num_morph_frames: int = 60, max_layers: int = 8,
+    max_units: int = 64, max_channels: int = 16, layer: str | None = None,
 ) -> list[Artifact]:
     """Animations of activations: x sweeping the domain, one input morphing into another, training.
 
@@ -49,13 +50,15 @@ def activation_gifs(
     input: the input blends linearly from one probe image into another (of another class when
     labels exist) and back, with a layer's feature maps (or dense units) and the outputs. With
     snapshots: the output curve at each recorded epoch, the epoch marked on a timeline below.
+    Frame counts are capped at 120.
     """
-    num_frames = max(2, min(num_frames, 120))
+    num_frames = max(2, min(num_frames, MAX_FRAMES))
     artifacts = []
     if subject.task.is_scalar:
         artifacts.append(sweep_animation(subject, num_frames, max_layers, max_units))
     elif subject.task.is_image:
-        artifacts.append(morph_animation(subject, num_frames, max_layers, max_units, max_channels, layer))
+        num_morph_frames = max(2, min(num_morph_frames, MAX_FRAMES))
+        artifacts.append(morph_animation(subject, num_morph_frames, max_layers, max_units, max_channels, layer))
     if subject.snapshots:
         artifacts.append(snapshot_animation(subject, num_frames))
     if not artifacts:
@@ -72,6 +75,8 @@ def forward_recording(subject: Subject, inputs: torch.Tensor, layers: list[str])
         for start in range(0, len(inputs), CHUNK):
             outputs.clear()
             result = model(inputs[start : start + CHUNK].to(subject.device))
+            if not isinstance(result, torch.Tensor):
+                raise SkipAnalyzer(f"the model returns {type(result).__name__}, not a tensor")
             results.append(result.detach().double().cpu().reshape(len(result), -1).numpy())
             for name in layers:
                 if name in outputs:
@@ -79,18 +84,20 @@ def forward_recording(subject: Subject, inputs: torch.Tensor, layers: list[str])
     return {name: np.concatenate(parts) for name, parts in recorded.items() if parts}, np.concatenate(results)
 
 
-def _frame_axes(num_strips: int, top_ratio: float = 4.0, extra: int = 0) -> tuple:
-    height = 1.6 + 0.45 * num_strips + 0.5 * extra
+def _frame_axes(num_strips: int, top_ratio: float = 4.0) -> tuple:
+    height = 1.6 + 0.45 * num_strips
     figure = new_figure(WIDTH_INCHES, height, dpi=DPI)
     ratios = [top_ratio] + [1.0] * num_strips
     axes = figure.subplots(1 + num_strips, 1, height_ratios=ratios, squeeze=False)[:, 0]
     return figure, axes
 
 
-def _strip_axes(axes: object, name: str, num_units: int, low: float, high: float) -> None:
-    axes.set_xlim(-0.5, num_units - 0.5)
+def _strip_axes(axes: object, name: str, units: np.ndarray, low: float, high: float) -> None:
+    axes.set_xlim(-0.5, len(units) - 0.5)
     axes.set_ylim(0, 1)
     axes.set_yticks([])
+    if not np.array_equal(units, np.arange(len(units))):
+        axes.set_xticks([])  # a subset of units: positions are not unit indices
     axes.tick_params(labelsize=6, length=2)
     axes.set_ylabel(f"{name}\n[{low:.2g}, {high:.2g}]", rotation=0, ha="right", va="center", fontsize=6)
 
@@ -115,7 +122,7 @@ def sweep_animation(subject: Subject, num_frames: int, max_layers: int, max_unit
     curve, frame_outputs = outputs[:400, :MAX_OUTPUTS], outputs[400:, :MAX_OUTPUTS]
     strips = strip_values({name: value[400:] for name, value in layer_values.items()}, list(layer_values), max_units)
     limits = {name: (float(values.min()), float(values.max())) for name, (_, values) in strips.items()}
-    backdrop = _sweep_backdrop(curve_x, curve, {name: len(units) for name, (units, _) in strips.items()}, limits)
+    backdrop = _sweep_backdrop(curve_x, curve, {name: units for name, (units, _) in strips.items()}, limits)
     table = raster.colour_table("viridis")
     colours = {name: raster.apply_colours(values, *limits[name], table)[:, None] for name, (_, values) in strips.items()}
     frames = paint_sweep_frames(backdrop, frame_x, frame_outputs, colours)
@@ -128,16 +135,16 @@ def sweep_animation(subject: Subject, num_frames: int, max_layers: int, max_unit
     return Artifact(name="sweep", caption=caption, frames=frames, fps=12, data=data, summary={"num_frames": len(frames), "layers": list(strips), "domain": [low, high]})
 
 
-def _sweep_backdrop(curve_x: np.ndarray, curve: np.ndarray, num_units: dict[str, int], limits: dict) -> raster.Backdrop:
-    figure, axes = _frame_axes(len(num_units))
+def _sweep_backdrop(curve_x: np.ndarray, curve: np.ndarray, units: dict[str, np.ndarray], limits: dict) -> raster.Backdrop:
+    figure, axes = _frame_axes(len(units))
     axes[0].plot(curve_x, curve, color="black", linewidth=1.2)
     axes[0].set_xlim(curve_x[0], curve_x[-1])
     axes[0].set_xlabel("x", fontsize=7)
     axes[0].set_ylabel("output", fontsize=7)
     axes[0].tick_params(labelsize=6)
-    for item, (name, count) in zip(axes[1:], num_units.items()):
-        _strip_axes(item, name, count, *limits[name])
-    return raster.render_backdrop(figure, {"curve": axes[0], **dict(zip(num_units, axes[1:]))})
+    for item, (name, shown) in zip(axes[1:], units.items()):
+        _strip_axes(item, name, shown, *limits[name])
+    return raster.render_backdrop(figure, {"curve": axes[0], **dict(zip(units, axes[1:]))})
 
 
 def paint_sweep_frames(backdrop: raster.Backdrop, frame_x: np.ndarray, outputs: np.ndarray, colours: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -248,9 +255,9 @@ def _morph_layout(image_shape: tuple, panels: dict, bars: tuple, class_names: tu
         axes["main"] = figure.add_subplot(grid[1, :])
         axes["main"].imshow(np.ones((*main, 3)), aspect="equal")
         axes["main"].set_axis_off()
-    for row, (name, (colours, limits)) in enumerate(strips.items(), start=1):
+    for row, (name, (_, limits, units)) in enumerate(strips.items(), start=1):
         axes[name] = figure.add_subplot(grid[row, :])
-        _strip_axes(axes[name], name, colours.shape[2], *limits)
+        _strip_axes(axes[name], name, units, *limits)
     return figure, axes
 
 
@@ -281,20 +288,20 @@ def morph_animation(subject: Subject, num_frames: int, max_layers: int, max_unit
 
 
 def _morph_panels(values: dict[str, np.ndarray], map_layer: str | None, max_channels: int, max_units: int) -> tuple[dict, dict, str]:
-    """Per panel axes: (frames, h, w, 3) colours and the strip range; the data and a description."""
+    """Per panel axes: (frames, h, w, 3) colours, and for strips their range and units; the data and a description."""
     maps = values.get(map_layer) if map_layer is not None else None
     if maps is not None and maps.ndim == 4:
         channels = strongest_channels(torch.from_numpy(maps), max_channels)
         columns = grid_shape(len(channels))[1]
         tiles = np.stack([montage(maps[index, channels], columns=columns) for index in range(len(maps))])
         what = f"the {len(channels)} strongest of {maps.shape[1]} channels" if len(channels) < maps.shape[1] else f"all {maps.shape[1]} channels"
-        return {"main": (_map_colours(tiles), None)}, {"maps": maps[:, channels], "channels": channels}, f"{what} of layer {map_layer}"
+        return {"main": (_map_colours(tiles), None, None)}, {"maps": maps[:, channels], "channels": channels}, f"{what} of layer {map_layer}"
     strips = strip_values(values, list(values), max_units)
     table = raster.colour_table("viridis")
     panels = {}
-    for name, (_, strip) in strips.items():
+    for name, (units, strip) in strips.items():
         limits = (float(strip.min()), float(strip.max()))
-        panels[name] = (raster.apply_colours(strip, *limits, table)[:, None], limits)
+        panels[name] = (raster.apply_colours(strip, *limits, table)[:, None], limits, units)
     data = {"layers": {name: strip for name, (_, strip) in strips.items()}, "units": {name: units for name, (units, _) in strips.items()}}
     return panels, data, "the units of layers " + ", ".join(strips)
 

@@ -298,13 +298,13 @@ def response_curves(subject: Subject, /, *, num_points: int = 400, max_units: in
     names = evenly_spaced(list(responses), max_layers)
     figure = new_figure(12, 2.8 * -(-len(names) // 3))
     summaries = {}
-    kinds = activation_layers(subject.model)
+    kinds, modules = activation_layers(subject.model), dict(subject.model.named_modules())
     for axes, name in zip(panel_grid(figure, len(names), max_columns=3), names):
         values = responses[name]
         drawn = np.sort(np.argsort(-values.std(axis=0), kind="stable")[:max_units])
         axes.plot(grid, values[:, drawn], linewidth=1)
-        more = f" ({len(drawn)} of {values.shape[1]} units)" if len(drawn) < values.shape[1] else f" ({values.shape[1]} units)"
-        axes.set_title(name + more, fontsize=8)
+        more = f"{len(drawn)} of {values.shape[1]} units" if len(drawn) < values.shape[1] else f"{values.shape[1]} unit" + "s" * (values.shape[1] != 1)
+        axes.set_title(f"{name} ({type(modules[name]).__name__}), {more}", fontsize=8)
         axes.tick_params(labelsize=7)
         axes.set_xlabel("x", fontsize=7)
         summaries[name] = _response_summary(values, kinds.get(name, ("other", None))[0], len(drawn))

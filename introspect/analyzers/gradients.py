@@ -1,8 +1,9 @@
-"""Gradient attribution with captum: which input pixels (or values of x) move the output.
+"""Attribution with captum: which input pixels (or values of x) move the output.
 
-The shared pieces (choosing probe images and targets, batched captum calls, a work budget that
+The shared pieces (choosing probe images and targets, batched captum calls, a work cap that
 keeps big models affordable, and the image/map/overlay strips) live in :mod:`._attribution`;
-this module holds ``input_saliency`` and ``grad_cam``.
+this module holds ``input_saliency``, ``grad_cam`` and ``occlusion``. :func:`attribute` is
+the batched call ``input_saliency`` makes, re-exported for benchmarks.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import numpy as np
 from introspect._lazy import lazy_import
 from introspect.analyzers._attribution import (
     INTERNAL_BATCH_SIZE,
-    affordable_passes,
     ProbeSelection,
+    affordable_passes,
     attribute,
     channel_maps,
     choose_probe,
@@ -30,6 +31,7 @@ from introspect.analyzers._attribution import (
     tiles_for,
 )
 from introspect.artifacts import Artifact
+from introspect.capture import check_hookable
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
 from introspect.plotting import new_figure
@@ -46,7 +48,7 @@ METHODS = ("saliency", "integrated_gradients", "smoothgrad", "guided_backprop")
 METHOD_TEXT = {
     "saliency": ("Saliency", "|d score / d input| (Simonyan et al. 2013)"),
     "integrated_gradients": ("Integrated Gradients", "gradients averaged on the straight path from an all-zero input, times (input - 0); the values sum to score(input) - score(zeros)"),
-    "smoothgrad": ("SmoothGrad", "|gradient| averaged over noisy copies of the input (Gaussian, sd = 15% of the input range)"),
+    "smoothgrad": ("SmoothGrad", "|gradient| averaged over noisy copies of the input (Gaussian, sd = 15% of the input range; seeded)"),
     "guided_backprop": ("Guided Backprop", "gradient with negative signals blocked at every nn.ReLU module on the way back"),
 }
 SIGNED = {"saliency": False, "integrated_gradients": True, "smoothgrad": False, "guided_backprop": True}
@@ -124,7 +126,9 @@ def _method_artifact(subject: Subject, probe: ProbeSelection, method: str, resul
     else:
         figure = _feature_heatmap(values.reshape(len(values), -1).numpy(), probe.titles, title, SIGNED[method])
     caption = f"{title} ({how}) for {len(probe.indices)} probe inputs{probe.note}; each map is scaled to its own maximum."
-    if method == "guided_backprop" and not _has_relu_modules(subject.model):
+    if method == "guided_backprop" and isinstance(subject.model, torch.jit.ScriptModule):
+        caption += " TorchScript modules run no Python hooks, so Guided Backprop equals the plain gradient here."
+    elif method == "guided_backprop" and not _has_relu_modules(subject.model):
         caption += " The model has no nn.ReLU modules, so Guided Backprop equals the plain gradient here."
     return Artifact(name=method.replace("_", "-"), caption=caption, figure=figure, data=data, summary=summary)
 
@@ -208,6 +212,7 @@ def grad_cam(subject: Subject, /, *, max_per_class: int = 2, max_images: int = 8
     """
     from captum.attr import LayerAttribution, LayerGradCam
 
+    check_hookable(subject.model)
     convolutions = [(name, module) for name, module in subject.model.named_modules() if isinstance(module, torch.nn.Conv2d)]
     if not convolutions:
         raise SkipAnalyzer("the model has no Conv2d layer")
@@ -245,32 +250,13 @@ def occlusion(
     Window and stride follow the image size: stride ceil(side / 12), window about twice the
     stride, widened so the windows reach the far edge.
     """
-    from captum.attr import Occlusion
-
     channels, height, width = subject.task.image_shape
     macs = estimate_macs(subject.model, subject.probe_inputs[:1].to(subject.device))
-    # Big models get fewer, larger windows: at least 2 and at most 11 positions per side.
-    per_side = int(min(11, max(2, math.isqrt(max(0, int(affordable_passes(subject, macs)) - 1)))))
-    (window_h, stride_h), (window_w, stride_w) = occlusion_window(height, per_side), occlusion_window(width, per_side)
-    if window is not None:
-        window_h = window_w = min(window, height, width)
-    if stride is not None:
-        stride_h = stride_w = stride
-    positions = ((height - window_h) // stride_h + 1) * ((width - window_w) // stride_w + 1)
+    (window_h, window_w), (stride_h, stride_w) = _occlusion_geometry(subject, macs, window, stride)
+    # captum clips a last window at the far edge when the strides do not land on it exactly.
+    positions = (math.ceil((height - window_h) / stride_h) + 1) * (math.ceil((width - window_w) / stride_w) + 1)
     probe = choose_probe(subject, max_per_class, max_images, forward_passes=positions + 1, macs=macs)
-    images = probe.inputs.detach().reshape(len(probe.indices), channels, height, width)
-    input_shape = tuple(probe.inputs.shape[1:])
-    model = subject.model
-
-    def on_images(batch: torch.Tensor) -> torch.Tensor:
-        # A dense network takes flat vectors: windows slide over the image, the model sees its own shape.
-        return model(batch.reshape(batch.shape[0], *input_shape))
-
-    with torch.no_grad():
-        result = Occlusion(on_images).attribute(
-            images, sliding_window_shapes=(channels, window_h, window_w), strides=(channels, stride_h, stride_w),
-            baselines=0.0, target=probe.targets, perturbations_per_eval=max(1, row_cap(images, 64) // len(images)),
-        )
+    result = _occlude(subject.model, probe, (channels, height, width), (window_h, window_w), (stride_h, stride_w))
     maps = channel_maps(result, (channels, height, width), reduce="mean")
     figure = strip_figure(tiles_for(display_images(subject, probe.inputs), maps, signed=True), probe.titles,
                           f"Occlusion: {window_h}x{window_w} window, stride {stride_h}x{stride_w}, {positions} positions")
@@ -282,6 +268,39 @@ def occlusion(
     summary = {"window": [window_h, window_w], "stride": [stride_h, stride_w], "positions": positions,
                "num_images": len(probe.indices), "max_drop": float(maps.max()), "min_drop": float(maps.min())}
     return [Artifact(name="occlusion", caption=caption, figure=figure, data=data, summary=summary)]
+
+
+def _occlusion_geometry(subject: Subject, macs: float, window: int | None, stride: int | None) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(window_h, window_w), (stride_h, stride_w): from the image size and the work cap, unless set by hand."""
+    height, width = subject.task.image_shape[1:]
+    # Big models get fewer, larger windows: at least 2 and at most 11 positions per side.
+    per_side = int(min(11, max(2, math.isqrt(max(0, int(affordable_passes(subject, macs)) - 1)))))
+    (window_h, stride_h), (window_w, stride_w) = occlusion_window(height, per_side), occlusion_window(width, per_side)
+    if window is not None:
+        window_h, window_w = min(window, height), min(window, width)
+    if stride is not None:
+        stride_h = stride_w = max(1, stride)
+    return (window_h, window_w), (stride_h, stride_w)
+
+
+def _occlude(model: torch.nn.Module, probe: ProbeSelection, image_shape: tuple[int, int, int], window: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
+    """captum Occlusion over the probe images at once, in image shape; zero baseline."""
+    from captum.attr import Occlusion
+
+    channels = image_shape[0]
+    images = probe.inputs.detach().reshape(len(probe.indices), *image_shape)
+    input_shape = tuple(probe.inputs.shape[1:])
+
+    def on_images(batch: torch.Tensor) -> torch.Tensor:
+        # A dense network takes flat vectors: windows slide over the image, the model sees its own shape.
+        return model(batch.reshape(batch.shape[0], *input_shape))
+
+    with torch.no_grad():
+        result = Occlusion(on_images).attribute(
+            images, sliding_window_shapes=(channels, *window), strides=(channels, *stride), baselines=0.0,
+            target=probe.targets, perturbations_per_eval=max(1, row_cap(images, INTERNAL_BATCH_SIZE) // len(images)),
+        )
+    return result.detach().cpu()
 
 
 ANALYZERS = (input_saliency, grad_cam, occlusion)

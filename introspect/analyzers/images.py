@@ -47,10 +47,12 @@ def display_images(subject: Subject, inputs: torch.Tensor) -> np.ndarray:
         std = torch.tensor(normalization["std"], dtype=torch.float64).reshape(1, -1, 1, 1)
         images = images * std + mean
     array = images.numpy()
-    if array.min() < 0 or array.max() > 1:
+    # Rounding after undoing a normalization overshoots [0, 1] slightly; only a real overshoot rescales.
+    if array.min() < -0.02 or array.max() > 1.02:
         low = array.min(axis=(1, 2, 3), keepdims=True)
         span = np.maximum(array.max(axis=(1, 2, 3), keepdims=True) - low, 1e-12)
         array = (array - low) / span
+    array = np.clip(array, 0.0, 1.0)
     if channels != 3:
         array = np.repeat(array.mean(axis=1, keepdims=True), 3, axis=1)
     return array.transpose(0, 2, 3, 1)

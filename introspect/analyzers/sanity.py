@@ -205,8 +205,8 @@ def _sanity_figure(spearman: np.ndarray, edge_spearman: np.ndarray, labels: list
     tiles = np.concatenate([image[None], colourize(maps, signed=False)])
     strip_axes.imshow(np.clip(montage(tiles, columns=len(tiles), padding=1, fill=1.0), 0, 1), interpolation="nearest")
     width = tiles.shape[2] + 1
-    names = ["input", "trained"] + [f"to {labels[index].rsplit(' ', 1)[0]}" for index in picks]
-    strip_axes.set_xticks([width * column + (width - 2) / 2 for column in range(len(tiles))], names, fontsize=7)
+    names = ["input", "trained"] + [f"to\n{labels[index].rsplit(' ', 1)[0]}" for index in picks]
+    strip_axes.set_xticks([width * column + (width - 2) / 2 for column in range(len(tiles))], names, fontsize=6)
     strip_axes.set_yticks([])
     strip_axes.set_title(f"|saliency| of the first image ({title.splitlines()[0]}), each map scaled to its maximum", fontsize=8)
     return figure

@@ -115,7 +115,7 @@ def test_scalar_sweep_frames_follow_the_network_output() -> None:
 
 def test_snapshot_frames_show_each_epoch_and_are_capped() -> None:
     subject = scalar_regression_subject()
-    training = _run(subject)["training"]
+    training = _run(subject, num_frames=10)["training"]
     order = np.argsort(subject.snapshots["inputs"].numpy())
     assert len(training.frames) == 3
     np.testing.assert_allclose(training.data["outputs"], subject.snapshots["outputs"].double().numpy()[:, order])
@@ -132,7 +132,7 @@ def test_snapshot_frames_show_each_epoch_and_are_capped() -> None:
 
 def test_dense_morph_bars_are_the_softmax_of_the_blended_inputs() -> None:
     subject = dense_image_subject()
-    morph = _run(subject, num_frames=40)["morph"]
+    morph = _run(subject, num_morph_frames=40)["morph"]
     first, second = morph.data["pair"]
     assert subject.probe_labels[first] != subject.probe_labels[second]
     weights = morph.data["weights"]
@@ -148,7 +148,7 @@ def test_dense_morph_bars_are_the_softmax_of_the_blended_inputs() -> None:
 def test_conv_morph_shows_the_feature_maps_of_the_blend() -> None:
     subject = conv_image_subject(channels=3)
     morph = _run(subject)["morph"]
-    assert morph.layer == "4" and len(morph.frames) == 120
+    assert morph.layer == "4" and len(morph.frames) == 60
     first, second = morph.data["pair"]
     weights = torch.tensor(morph.data["weights"], dtype=torch.float32).reshape(-1, 1, 1, 1)
     blended = (1 - weights) * subject.probe_inputs[first] + weights * subject.probe_inputs[second]
@@ -176,7 +176,7 @@ def test_resnet18_morph_is_capped() -> None:
     model = torchvision.models.resnet18(num_classes=10)
     inputs = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     task = Task(kind="classification", input_shape=(3, 32, 32), image_shape=(3, 32, 32))
-    morph = _run(Subject.from_model(model, inputs, torch.arange(4), task=task), num_frames=500)["morph"]
+    morph = _run(Subject.from_model(model, inputs, torch.arange(4), task=task), num_morph_frames=500)["morph"]
     assert len(morph.frames) == 120 and morph.frames[0].shape[1] <= 480
     assert morph.layer == "layer1.1.relu" and morph.data["maps"].shape == (120, 16, 8, 8)
     assert "16 strongest of 64 channels" in morph.caption

@@ -48,19 +48,17 @@ def open_page(browser, index: Path):  # noqa: ANN001, ANN201
     return page, errors
 
 
-def scroll_through(page) -> None:  # noqa: ANN001
-    """Lazy images load only near the viewport: scroll the whole page once."""
-    height = page.evaluate("document.body.scrollHeight")
-    for top in range(0, height + 900, 600):
-        page.evaluate(f"window.scrollTo(0, {top})")
-        page.wait_for_timeout(30)
-    page.wait_for_function("Array.from(document.querySelectorAll('main img')).every(img => img.complete)")
+def load_every_image(page) -> None:  # noqa: ANN001
+    """Images are lazy (they load near the viewport); make them eager and wait for all of them."""
+    assert page.evaluate("Array.from(document.querySelectorAll('main img')).every(img => img.loading === 'lazy')")
+    page.evaluate("document.querySelectorAll('main img').forEach(img => { img.loading = 'eager'; })")
+    page.wait_for_function("Array.from(document.querySelectorAll('main img')).every(img => img.complete)", timeout=120_000)
 
 
 def test_gallery_loads_cleanly_and_navigation_reaches_every_section(browser, tmp_path: Path) -> None:  # noqa: ANN001
     report = analyze(conv_image_subject(), out_dir=tmp_path / "g", registry=Registry.default(load_plugins=False))
     page, errors = open_page(browser, report.index_path)
-    scroll_through(page)
+    load_every_image(page)
     broken = page.evaluate("Array.from(document.querySelectorAll('main img')).filter(img => img.naturalWidth === 0).map(img => img.src)")
     assert broken == []
     assert page.evaluate("document.querySelectorAll('main img').length") == sum(
@@ -94,7 +92,7 @@ def test_markup_in_checkpoint_strings_shows_as_text_and_runs_nothing(browser, tm
     )
     report = analyze(subject, out_dir=tmp_path / "g", registry=Registry([spec_of(hostile_caption)]))
     page, errors = open_page(browser, report.index_path)
-    scroll_through(page)
+    load_every_image(page)
     assert page.evaluate("window.__pwned") is None
     assert page.locator("h1").inner_text() == f"introspect: {HOSTILE}"
     assert HOSTILE in page.locator("figcaption").first.inner_text()

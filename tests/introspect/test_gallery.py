@@ -114,3 +114,23 @@ def test_skipped_and_failed_analyzers_are_shown_with_reasons(tmp_path: Path) -> 
     html = (tmp_path / "g" / "index.html").read_text()
     assert report.result("activations").status == "skipped"
     assert "Skipped: weights only here" in html
+
+
+def test_gif_frames_round_trip_through_one_shared_palette(tmp_path: Path) -> None:
+    import imageio.v3 as iio
+    import numpy as np
+
+    from introspect.gallery import write_gif
+
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 256, size=(12, 3), dtype=np.uint8)
+    frames = []
+    for index in range(30):
+        frame = np.full((40, 60, 3), 255, dtype=np.uint8)
+        frame[10:20, index : index + 10] = colours[index % 12]
+        frames.append(frame)
+    write_gif(frames, tmp_path / "a.gif", fps=10)
+    read = iio.imread(tmp_path / "a.gif", index=None)[..., :3]
+    assert read.shape == (30, 40, 60, 3)
+    # 13 distinct colours fit any 256-colour palette exactly.
+    np.testing.assert_array_equal(read, np.stack(frames))

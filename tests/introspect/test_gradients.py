@@ -307,3 +307,38 @@ def test_saliency_on_trained_mnist_cnn_follows_the_digit(mnist_cnn_subject: Subj
     magnitude = np.abs(artifact.data["maps"])
     # Against a zero (mean-grey) baseline, Integrated Gradients concentrate on the strokes.
     assert magnitude[ink].mean() > 3 * magnitude[~ink].mean()
+
+
+def test_smoothgrad_is_the_mean_abs_gradient_over_seeded_noisy_copies() -> None:
+    subject = conv_image_subject(channels=1)
+    model, inputs, targets = subject.model.eval(), subject.probe_inputs, subject.probe_labels
+    result = _attribution.attribute(model, inputs, targets, "smoothgrad", nt_samples=3, seed=5)
+    generator = torch.Generator().manual_seed(5)
+    deviation = 0.15 * float(inputs.max() - inputs.min())
+    expected = torch.zeros_like(inputs)
+    for _ in range(3):
+        noisy = (inputs + deviation * torch.randn(inputs.shape, generator=generator)).requires_grad_(True)
+        (gradient,) = torch.autograd.grad(target_scores(model, noisy, targets).sum(), noisy)
+        expected += gradient.abs() / 3
+    torch.testing.assert_close(result, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_occlusion_counts_the_clipped_edge_window_like_captum() -> None:
+    subject = conv_image_subject(channels=1)
+    artifact = gradients.occlusion(subject, window=5, stride=5)[0]
+    assert artifact.summary["positions"] == 9  # starts 0, 5, 10 per side; the last is clipped to 2 pixels
+    index = int(artifact.data["indices"][0])
+    image, target = subject.probe_inputs[index : index + 1], subject.probe_labels[index : index + 1]
+    occluded = image.clone()
+    occluded[..., 10:, 10:] = 0.0
+    with torch.no_grad():
+        drop = (target_scores(subject.model.eval(), image, target) - target_scores(subject.model, occluded, target)).item()
+    np.testing.assert_allclose(artifact.data["maps"][0, 10:, 10:], drop, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_grad_cam_skips_torchscript_with_the_reason() -> None:
+    subject = conv_image_subject(channels=1)
+    scripted = torch.jit.script(subject.model.eval())
+    result = run_one(Subject.from_model(scripted, subject.probe_inputs, subject.probe_labels, task=subject.task), spec_of(gradients.grad_cam))
+    assert result.status == "skipped" and "TorchScript" in result.reason

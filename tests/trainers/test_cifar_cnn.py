@@ -39,3 +39,4 @@ def test_quick_epoch_reloads_to_identical_outputs(tmp_path, monkeypatch: pytest.
     assert checkpoint["architecture"]["config"]["width"] == 16
     assert accuracy(subject.model, data.test) == pytest.approx(checkpoint["metrics"]["test_accuracy"], abs=1e-12)
     assert checkpoint["extras"]["options"]["augment"] is True
+    assert "conv1.0.weight" in checkpoint["initial_weights"] and "fc1.weight" in checkpoint["initial_weights"]  # small width: all kept

@@ -27,3 +27,4 @@ def test_quick_epoch_reloads_to_identical_outputs(tmp_path, monkeypatch: pytest.
     test = data.test.map_inputs(lambda x: x.flatten(1))
     assert accuracy(subject.model, test) == pytest.approx(checkpoint["metrics"]["test_accuracy"], abs=1e-12)
     assert subject.task.input_shape == (3072,) and subject.task.image_shape == (3, 32, 32)
+    assert sorted(checkpoint["initial_weights"]) == ["fc1.bias", "fc2.bias", "fc3.bias", "fc3.weight"]  # no 4096-wide copies

@@ -22,7 +22,7 @@ def test_lenet5_kaiming_init_has_he_standard_deviation() -> None:
     model = LeNet5(LeNet5Config(channels=(32, 64), seed=0))
     weight = model.conv2.weight  # fan-in 32 * 5 * 5 = 800, 51 200 weights: a tight estimate
     assert float(weight.detach().std()) == pytest.approx(math.sqrt(2 / 800), rel=0.03)
-    assert float(model.conv2.bias.abs().max()) == 0.0
+    assert float(model.conv2.bias.detach().abs().max()) == 0.0
 
 
 @pytest.mark.slow

@@ -1,0 +1,152 @@
+"""Build the showcase: train every homework network (quick settings), analyze each, compare NetA.
+
+    python gallery/build.py              # writes gallery/site/index.html
+
+Checkpoints already in ``gallery/checkpoints/`` are reused (delete one, or pass ``--retrain``,
+to train it again); any other ``*.pt`` file put there is analyzed too. The site is written
+atomically: an interrupted build leaves the previous site or none. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+CHECKPOINT_DIR = ROOT / "checkpoints"
+SITE_DIR = ROOT / "site"
+SEED = 0
+
+#: The frozen-kernel experiment's comparisons: (folder, title, what it asks, networks).
+COMPARISONS = (
+    ("neta1-schemes", "NetA1: the three schemes", "Schemes within one architecture: hand-made first-conv kernels kept frozen (HF), hand-made and trained (HT), default initialization and trained (DT).", ("neta1-hf", "neta1-ht", "neta1-dt")),
+    ("neta2-schemes", "NetA2: the three schemes", "The same three schemes in the deeper NetA2 (a second conv layer before the classifier).", ("neta2-hf", "neta2-ht", "neta2-dt")),
+    ("hf-across-architectures", "Frozen hand-made kernels across architectures", "One scheme (HF) across architectures: does a second, trained conv layer make up for frozen first-layer kernels?", ("neta1-hf", "neta2-hf")),
+    ("neta1-against-neta2-hf", "Every NetA1 scheme against NetA2-HF", "Can training the first layer of the shallow net (HT, DT) match adding depth on top of frozen kernels (NetA2-HF)?", ("neta1-hf", "neta1-ht", "neta1-dt", "neta2-hf")),
+)
+
+_START = time.monotonic()
+
+
+def say(message: str) -> None:
+    """One progress line on stderr, stamped with the seconds since the build started."""
+    print(f"[{time.monotonic() - _START:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def display_name(name: str) -> str:
+    """``neta1-hf`` → ``NetA1-HF``; other networks keep their catalog name."""
+    if name.startswith("neta"):
+        architecture, _, scheme = name.partition("-")
+        return f"NetA{architecture[4:]}-{scheme.upper()}"
+    return name
+
+
+def ensure_checkpoints(names: Sequence[str], retrain: bool, data_dir: str | None) -> dict[str, Path]:
+    """A checkpoint per network, trained with quick settings unless one is already there."""
+    from trainers.catalog import RunSettings, train
+
+    found = {}
+    for index, name in enumerate(names, start=1):
+        path = CHECKPOINT_DIR / f"{name}.pt"
+        if path.exists() and not retrain:
+            say(f"[{index}/{len(names)}] {name}: reusing {path.relative_to(ROOT.parent)}")
+            found[name] = path
+            continue
+        say(f"[{index}/{len(names)}] {name}: training (quick)")
+        settings = RunSettings(quick=True, seed=SEED, data_dir=data_dir, log=lambda note, n=name: say(f"    {n}: {note}"))
+        started = time.monotonic()
+        try:
+            found[name] = train(name, settings, path)
+        except Exception as error:  # one network without data must not stop the showcase
+            say(f"    {name}: not trained, left out: {type(error).__name__}: {error}")
+            continue
+        say(f"    {name}: trained in {time.monotonic() - started:.1f} s")
+    return found
+
+
+def extra_checkpoints(known: Sequence[str]) -> dict[str, Path]:
+    """Checkpoint files a user put in ``gallery/checkpoints`` that no recipe trains."""
+    return {path.stem: path for path in sorted(CHECKPOINT_DIR.glob("*.pt")) if path.stem not in known}
+
+
+def analyze_all(checkpoints: dict[str, Path]) -> dict[str, Any]:
+    """Every analyzer on every checkpoint; a checkpoint that cannot be loaded is left out."""
+    from introspect.api import analyze
+    from introspect.errors import IntrospectError
+
+    reports = {}
+    for index, (name, path) in enumerate(checkpoints.items(), start=1):
+        started = time.monotonic()
+        try:
+            report = analyze(path, analyzers="all", seed=SEED)
+        except IntrospectError as error:
+            say(f"[{index}/{len(checkpoints)}] {name}: not analyzed: {error}")
+            continue
+        counts = {status: sum(r.status == status for r in report.results) for status in ("ok", "skipped", "failed")}
+        say(f"[{index}/{len(checkpoints)}] {name}: analyzed in {time.monotonic() - started:.1f} s ({counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed)")
+        for result in report.results:
+            if result.status == "failed":
+                say(f"    {name}: {result.name} failed: {result.reason}")
+        reports[name] = report
+    return reports
+
+
+def write_site(reports: dict[str, Any], out_dir: Path) -> Path:
+    """The collection with a page per checkpoint, then the comparison pages it links to."""
+    from introspect.compare import compare_subjects, write_comparison
+    from introspect.gallery import staging_folder, unique_slugs, write_collection
+
+    titles = [display_name(name) for name in reports]
+    slugs = dict(zip(titles, unique_slugs(titles)))
+    planned = [(folder, title, text, names) for folder, title, text, names in COMPARISONS if sum(name in reports for name in names) >= 2]
+    links = [{"title": title, "href": f"comparisons/{folder}/index.html", "description": text} for folder, title, text, _ in planned]
+    say(f"writing {len(reports)} checkpoint pages (figures to PNG and GIF)")
+    with staging_folder(out_dir) as staging:
+        index = write_collection(list(zip(titles, reports.values())), staging, force=True, extra_links=links)
+        for folder, title, text, names in planned:
+            entries = [(display_name(name), reports[name].subject) for name in names if name in reports]
+            comparison = compare_subjects(entries)
+            page_links = {entry_title: f"../../{slugs[entry_title]}/index.html" for entry_title, _ in entries}
+            write_comparison(comparison, staging / "comparisons" / folder, force=True, title=title, description=text, parent_index="../../index.html", links=page_links)
+            say(f"comparison {folder}: {len(entries)} checkpoints, {len(comparison.shared)} shared parameters")
+    return out_dir / index.name
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line: which networks, where the data is, whether to retrain."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append", metavar="NETWORK", help="Build only these networks (repeatable); default: all.")
+    parser.add_argument("--retrain", action="store_true", help="Train again even where a checkpoint exists.")
+    parser.add_argument("--data-dir", help="Dataset folder (default: $INTROSPECT_DATA, else the cache folder).")
+    parser.add_argument("--out", type=Path, default=SITE_DIR, help=f"Site folder (default: {SITE_DIR.relative_to(ROOT.parent)}).")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Train or reuse, analyze, compare, write; exit 1 when a network or an analyzer failed."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    arguments = parse_arguments(argv)
+    from trainers.catalog import list_recipes
+
+    names = arguments.only or [recipe.name for recipe in list_recipes()]
+    checkpoints = ensure_checkpoints(names, arguments.retrain, arguments.data_dir)
+    if not arguments.only:
+        checkpoints.update(extra_checkpoints(names))
+    reports = analyze_all(checkpoints)
+    if not reports:
+        say("nothing to show: no checkpoint could be trained or analyzed")
+        return 1
+    index = write_site(reports, arguments.out)
+    say(f"done: {index}")
+    print(index)
+    failed = len(reports) < len(checkpoints) or len(checkpoints) < len(names) or any(r.exit_code for r in reports.values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Figures of a comparison page: overlaid training curves and shared layers side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from introspect.analyzers.kernels import _diverging, display_mode, displayed_values, kernel_image
+from introspect.artifacts import Artifact
+from introspect.plotting import new_figure, symmetric_limit
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+MAX_KERNELS = 64
+MAX_INPUT_CHANNELS = 8
+MAX_TILES = 256
+MAX_MATRIX_ELEMENTS = 250_000
+MAX_TITLE = 26
+PANEL_INCHES = 2.0
+
+
+def plain_text(text: str, limit: int = MAX_TITLE) -> str:
+    """``text`` shortened for a panel title, with ``$`` escaped so matplotlib never reads mathtext."""
+    short = text if len(text) <= limit else text[: limit - 1] + "…"
+    return short.replace("$", r"\$")
+
+
+def curves_figure(titles: Sequence[str], histories: Sequence[Mapping[str, Sequence[Any]]]) -> Artifact | None:
+    """Loss (and accuracy, when recorded) per epoch: one colour per checkpoint, train dashed, val solid."""
+    metrics = [metric for metric in ("loss", "accuracy") if any(_series(h, f"{split}_{metric}") for h in histories for split in ("train", "val"))]
+    if not metrics:
+        return None
+    figure = new_figure(5.2 * len(metrics) + 1.6, 3.8)
+    axes_list = figure.subplots(1, len(metrics), squeeze=False)[0]
+    colours = _colours(len(titles))
+    plotted: dict[str, dict[str, list[float]]] = {}
+    for axes, metric in zip(axes_list, metrics):
+        for title, history, colour in zip(titles, histories, colours):
+            for split, style in (("train", "--"), ("val", "-")):
+                values = _series(history, f"{split}_{metric}")
+                if values:
+                    epochs = _epochs(history, len(values))
+                    axes.plot(epochs, values, style, color=colour, marker="o", markersize=3)
+                    plotted.setdefault(title, {})[f"{split}_{metric}"] = values
+        _integer_epochs(axes)
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(metric)
+        axes.set_title(f"{metric}: train dashed, validation solid", fontsize=10)
+        axes.grid(alpha=0.3)
+    figure.legend(*_legend(titles, colours), loc="outside right center", fontsize=8)
+    caption = (
+        "Training curves of every checkpoint on shared axes: one colour per checkpoint, the training split dashed and the"
+        " validation split solid. A validation curve that rises while its training curve keeps falling is overfitting;"
+        " curves of frozen and trained variants that end together mean the frozen layer cost nothing."
+    )
+    return Artifact(name="training_curves", caption=caption, figure=figure, data={"curves": plotted}, summary={"metrics": metrics})
+
+
+def _legend(titles: Sequence[str], colours: Sequence[Any]) -> tuple[list[Any], list[str]]:
+    """One entry per checkpoint (its colour) and two for the line styles, not one per line."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colour, marker="o", markersize=3) for colour in colours]
+    handles += [Line2D([], [], color="black", linestyle="--"), Line2D([], [], color="black", linestyle="-")]
+    return handles, [plain_text(title) for title in titles] + ["train", "validation"]
+
+
+def _integer_epochs(axes: Axes) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    low, high = axes.get_xlim()
+    if high - low < 2:  # a single epoch: centre its points instead of a 0.96..1.04 axis
+        middle = (low + high) / 2
+        axes.set_xlim(middle - 1, middle + 1)
+
+
+def _series(history: Mapping[str, Sequence[Any]], key: str) -> list[float]:
+    values = history.get(key) or []
+    return [float(value) for value in values] if isinstance(values, (list, tuple)) else []
+
+
+def _epochs(history: Mapping[str, Sequence[Any]], count: int) -> list[float]:
+    epochs = history.get("epoch")
+    if isinstance(epochs, (list, tuple)) and len(epochs) == count:
+        return [float(epoch) for epoch in epochs]
+    return [float(index) for index in range(1, count + 1)]
+
+
+def _colours(count: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if count <= 10 else "tab20"]
+    return [palette(index % palette.N) for index in range(count)]
+
+
+def layer_figure(
+    name: str, titles: Sequence[str], finals: Sequence[np.ndarray], initials: Sequence[np.ndarray | None], drift_labels: Sequence[str]
+) -> Artifact | None:
+    """One shared layer of every checkpoint side by side: initial, final and change rows.
+
+    Initial and final values of all checkpoints share one zero-centred colour scale, so that a
+    kernel that looks stronger is stronger; the change ``final - initial`` has its own shared
+    scale. Conv weights are drawn as kernel montages, dense weights as matrices; other tensors
+    (biases) and very large matrices get no figure.
+    """
+    shape = finals[0].shape
+    if len(shape) in (3, 4):
+        images, mode = _kernel_images(finals, initials)
+    elif len(shape) == 2 and finals[0].size <= MAX_MATRIX_ELEMENTS:
+        images, mode = _matrix_images(finals, initials), "matrix"
+    else:
+        return None
+    figure = _draw_grid(images, titles, drift_labels, rgb=mode == "rgb", matrix=mode == "matrix")
+    figure.suptitle(f"{plain_text(name, 60)}: {' x '.join(str(size) for size in shape)}", fontsize=10)
+    data = {"limit": images["limit"], "change_limit": images.get("change_limit"), "mode": mode}
+    return Artifact(name=name, caption="", layer=name, figure=figure, data=data, summary={"mode": mode, "limit": images["limit"]})
+
+
+def _kernel_images(finals: Sequence[np.ndarray], initials: Sequence[np.ndarray | None]) -> tuple[dict[str, Any], str]:
+    """Montages per checkpoint; the same first kernels of each, so that tiles line up across columns."""
+    as_kernels = [array[:, None] if array.ndim == 3 else array for array in finals]
+    starts = [None if start is None else (start[:, None] if start.ndim == 3 else start) for start in initials]
+    shown = min(MAX_KERNELS, as_kernels[0].shape[0])
+    mode = display_mode(as_kernels[0].shape[1], True, shown, "auto", MAX_INPUT_CHANNELS, MAX_TILES)
+    values = [displayed_values(kernels[:shown], mode, MAX_INPUT_CHANNELS) for kernels in as_kernels]
+    start_values = [None if start is None else displayed_values(start[:shown], mode, MAX_INPUT_CHANNELS) for start in starts]
+    return _rows(values, start_values, lambda array, limit: kernel_image(array, mode, limit)), mode
+
+
+def _matrix_images(finals: Sequence[np.ndarray], initials: Sequence[np.ndarray | None]) -> dict[str, Any]:
+    return _rows(list(finals), list(initials), lambda array, limit: array)
+
+
+def _rows(values: list[np.ndarray], starts: list[np.ndarray | None], draw: Any) -> dict[str, Any]:
+    """Images of the final, initial and change rows with their shared colour limits."""
+    limit = symmetric_limit(np.concatenate([array.ravel() for array in [*values, *[s for s in starts if s is not None]]]))
+    rows: dict[str, Any] = {"limit": limit, "final": [draw(array, limit) for array in values]}
+    if any(start is not None for start in starts):
+        changes = [None if start is None else array - start for array, start in zip(values, starts)]
+        change_limit = symmetric_limit(np.concatenate([change.ravel() for change in changes if change is not None]))
+        # a frozen layer's change is exactly zero everywhere: keep its scale readable, not 1e-12 wide
+        change_limit = change_limit if change_limit > 1e-12 else 1.0
+        rows["initial"] = [None if start is None else draw(start, limit) for start in starts]
+        rows["change"] = [None if change is None else draw(change, change_limit) for change in changes]
+        rows["change_limit"] = change_limit
+    return rows
+
+
+def _draw_grid(images: dict[str, Any], titles: Sequence[str], drift_labels: Sequence[str], *, rgb: bool, matrix: bool) -> Figure:
+    row_names = [row for row in ("initial", "final", "change") if row in images]
+    first = images["final"][0]
+    height, width = first.shape[:2]
+    if matrix:
+        panel_width, panel_height = PANEL_INCHES, PANEL_INCHES * 0.75
+    else:
+        scale = min(PANEL_INCHES / width, PANEL_INCHES / height, 0.3)
+        panel_width, panel_height = max(width * scale, 1.5), max(height * scale, 1.2)
+    figure = new_figure(len(titles) * panel_width + 1.6, len(row_names) * (panel_height + 0.45) + 0.6)
+    grid = figure.subplots(len(row_names), len(titles), squeeze=False)
+    cmap = _diverging()
+    shown_in: dict[str, Any] = {}
+    for row_index, row in enumerate(row_names):
+        limit = images["change_limit"] if row == "change" else images["limit"]
+        for column, image in enumerate(images[row]):
+            axes = grid[row_index][column]
+            _clear_ticks(axes)
+            if row_index == 0:
+                axes.set_title(plain_text(titles[column]), fontsize=9)
+            if row == "change":
+                axes.set_xlabel(drift_labels[column], fontsize=8)
+            if image is None:
+                axes.text(0.5, 0.5, "no initial\nweights", ha="center", va="center", fontsize=8, transform=axes.transAxes)
+                continue
+            aspect = "auto" if matrix else "equal"
+            if rgb:
+                axes.imshow(image, interpolation="nearest", aspect=aspect)
+            else:
+                shown_in[row] = axes.imshow(image, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest", aspect=aspect)
+        grid[row_index][0].set_ylabel({"change": "final - initial"}.get(row, row), fontsize=9)
+    # initial and final share one scale, so one colour bar spans both rows; the change has its own
+    for group in (("initial", "final"), ("change",)):
+        rows = [row for row in group if row in shown_in]
+        if rows:
+            axes_group = [axes for row in rows for axes in grid[row_names.index(row)]]
+            bar = figure.colorbar(shown_in[rows[-1]], ax=axes_group, shrink=0.85, pad=0.01)
+            bar.ax.tick_params(labelsize=7)
+    return figure
+
+
+def _clear_ticks(axes: Axes) -> None:
+    axes.set_xticks([])
+    axes.set_yticks([])
