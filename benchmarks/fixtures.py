@@ -70,12 +70,12 @@ def full_sizes(repeats: int = 5) -> Sizes:
 
 
 def quick_sizes() -> Sizes:
-    """A smoke run of every row in well under a minute: tiny sizes, one repetition, two cheap analyzers."""
+    """A smoke run of every row in well under a minute: tiny sizes, one repetition, one cheap analyzer."""
     return Sizes(
         quick=True, repeats=1, cheap_repeats=1, process_repeats=1, scale_repeats=1, warmup=0, capture_batch=4,
-        saliency_batch=8, max_kernel_layers=2, gif_frames=8, train_samples=128, train_epochs=1,
+        saliency_batch=8, max_kernel_layers=1, gif_frames=8, train_samples=128, train_epochs=1,
         big_model=("resnet18", (3, 48, 48)), small_model=("resnet18", (3, 32, 32)),
-        analyzers=("model_summary", "kernel_grids"), trained_lenet5=False,
+        analyzers=("model_summary",), trained_lenet5=False,
     )
 
 

@@ -10,6 +10,7 @@ atomically: an interrupted build leaves the previous site or none. Progress goes
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -74,47 +75,79 @@ def extra_checkpoints(known: Sequence[str]) -> dict[str, Path]:
     return {path.stem: path for path in sorted(CHECKPOINT_DIR.glob("*.pt")) if path.stem not in known}
 
 
-def analyze_all(checkpoints: dict[str, Path]) -> dict[str, Any]:
-    """Every analyzer on every checkpoint; a checkpoint that cannot be loaded is left out."""
+def analyze_into(name: str, path: Path, folder: Path) -> tuple[dict[str, Any], Any, int] | None:
+    """Every analyzer on one checkpoint, its page written into ``folder`` at once.
+
+    Writing each page as soon as it is analyzed, instead of handing all reports to
+    ``write_collection``, keeps one checkpoint's figures in memory at a time (all of them
+    together took almost 4 GB). Returns the page manifest, the subject and the exit code.
+    """
     from introspect.api import analyze
     from introspect.errors import IntrospectError
+    from introspect.gallery import INDEX_NAME, write_page
 
-    reports = {}
-    for index, (name, path) in enumerate(checkpoints.items(), start=1):
-        started = time.monotonic()
-        try:
-            report = analyze(path, analyzers="all", seed=SEED)
-        except IntrospectError as error:
-            say(f"[{index}/{len(checkpoints)}] {name}: not analyzed: {error}")
-            continue
-        counts = {status: sum(r.status == status for r in report.results) for status in ("ok", "skipped", "failed")}
-        say(f"[{index}/{len(checkpoints)}] {name}: analyzed in {time.monotonic() - started:.1f} s ({counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed)")
-        for result in report.results:
-            if result.status == "failed":
-                say(f"    {name}: {result.name} failed: {result.reason}")
-        reports[name] = report
-    return reports
+    started = time.monotonic()
+    try:
+        report = analyze(path, analyzers="all", seed=SEED)
+    except IntrospectError as error:
+        say(f"{name}: not analyzed: {error}")
+        return None
+    counts = {status: sum(r.status == status for r in report.results) for status in ("ok", "skipped", "failed")}
+    say(f"{name}: analyzed in {time.monotonic() - started:.1f} s ({counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed)")
+    for result in report.results:
+        if result.status == "failed":
+            say(f"    {name}: {result.name} failed: {result.reason}")
+    folder.mkdir()
+    manifest = write_page(report.subject, report.specs, report.results, folder, parent_index=f"../{INDEX_NAME}")
+    return manifest, report.subject, report.exit_code
 
 
-def write_site(reports: dict[str, Any], out_dir: Path) -> Path:
-    """The collection with a page per checkpoint, then the comparison pages it links to."""
+def write_comparisons(subjects: dict[str, Any], folder: Path, slugs: dict[str, str]) -> list[dict[str, str]]:
+    """The comparison pages whose networks are there (two at least); returns the index's links to them."""
     from introspect.compare import compare_subjects, write_comparison
-    from introspect.gallery import staging_folder, unique_slugs, write_collection
 
-    titles = [display_name(name) for name in reports]
+    links = []
+    for slug, title, text, names in COMPARISONS:
+        entries = [(display_name(name), subjects[name]) for name in names if name in subjects]
+        if len(entries) < 2:
+            say(f"comparison {slug}: left out, fewer than two of {', '.join(names)} are there")
+            continue
+        comparison = compare_subjects(entries)
+        page_links = {entry_title: f"../../{slugs[entry_title]}/index.html" for entry_title, _ in entries}
+        write_comparison(comparison, folder / slug, force=True, title=title, description=text, parent_index="../../index.html", links=page_links)
+        say(f"comparison {slug}: {len(entries)} checkpoints, {len(comparison.shared)} shared parameters")
+        links.append({"title": title, "href": f"comparisons/{slug}/index.html", "description": text})
+    return links
+
+
+def build_site(checkpoints: dict[str, Path], out_dir: Path) -> tuple[Path, int]:
+    """A page per checkpoint, the comparison pages, then the index listing both; atomically."""
+    from introspect.gallery import INDEX_NAME, staging_folder, unique_slugs, write_collection_index
+    from introspect.manifest import build_collection_manifest, collection_entry
+
+    titles = [display_name(name) for name in checkpoints]
     slugs = dict(zip(titles, unique_slugs(titles)))
-    planned = [(folder, title, text, names) for folder, title, text, names in COMPARISONS if sum(name in reports for name in names) >= 2]
-    links = [{"title": title, "href": f"comparisons/{folder}/index.html", "description": text} for folder, title, text, _ in planned]
-    say(f"writing {len(reports)} checkpoint pages (figures to PNG and GIF)")
+    compared = {name for *_, names in COMPARISONS for name in names}
+    entries, subjects, exit_code = [], {}, 0
     with staging_folder(out_dir) as staging:
-        index = write_collection(list(zip(titles, reports.values())), staging, force=True, extra_links=links)
-        for folder, title, text, names in planned:
-            entries = [(display_name(name), reports[name].subject) for name in names if name in reports]
-            comparison = compare_subjects(entries)
-            page_links = {entry_title: f"../../{slugs[entry_title]}/index.html" for entry_title, _ in entries}
-            write_comparison(comparison, staging / "comparisons" / folder, force=True, title=title, description=text, parent_index="../../index.html", links=page_links)
-            say(f"comparison {folder}: {len(entries)} checkpoints, {len(comparison.shared)} shared parameters")
-    return out_dir / index.name
+        for index, ((name, path), title) in enumerate(zip(checkpoints.items(), titles), start=1):
+            say(f"[{index}/{len(checkpoints)}] {name}: analyzing")
+            done = analyze_into(name, path, staging / slugs[title])
+            if done is None:
+                exit_code = 1
+                continue
+            manifest, subject, code = done
+            entries.append(collection_entry(title, slugs[title], manifest))
+            exit_code = max(exit_code, code)
+            if name in compared:  # keep only what the comparisons need, not every network's weights
+                subjects[name] = subject
+            gc.collect()
+        if not entries:
+            raise SystemExit("nothing to show: no checkpoint could be trained or analyzed")
+        collection = build_collection_manifest(entries)
+        collection["links"] = write_comparisons(subjects, staging / "comparisons", slugs)
+        write_collection_index(collection, staging)
+    return out_dir / INDEX_NAME, exit_code
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -137,15 +170,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpoints = ensure_checkpoints(names, arguments.retrain, arguments.data_dir)
     if not arguments.only:
         checkpoints.update(extra_checkpoints(names))
-    reports = analyze_all(checkpoints)
-    if not reports:
-        say("nothing to show: no checkpoint could be trained or analyzed")
-        return 1
-    index = write_site(reports, arguments.out)
+    index, exit_code = build_site(checkpoints, arguments.out)
     say(f"done: {index}")
     print(index)
-    failed = len(reports) < len(checkpoints) or len(checkpoints) < len(names) or any(r.exit_code for r in reports.values())
-    return 1 if failed else 0
+    untrained = [name for name in names if name not in checkpoints]
+    return 1 if exit_code or untrained else 0
 
 
 if __name__ == "__main__":

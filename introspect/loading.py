@@ -94,7 +94,9 @@ def load_checkpoint(path: str | os.PathLike[str], options: LoadOptions | None = 
     _attach_probe(parts, options, path)
     device = resolve_device(options.device)
     if parts.model is not None:
+        # A model rebuilt here belongs to nobody else yet: hand it out ready for inference.
         parts.model.to(device)
+        _evaluation_mode(parts.model)
     metadata = {
         **parts.metadata,
         "format": kind if not parts.metadata.get("format") else parts.metadata["format"],
@@ -289,3 +291,10 @@ def guess_input_shape(state_dict: Mapping[str, torch.Tensor]) -> tuple[int, ...]
             return (channels, side, side)
         return None
     return None
+
+
+def _evaluation_mode(model: nn.Module) -> None:
+    try:
+        model.eval()
+    except NotImplementedError:  # torch.export's modules refuse eval(); they are built for inference
+        pass

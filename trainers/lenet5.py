@@ -36,7 +36,7 @@ class LeNet5Config:
 
     channels: tuple[int, int] = (6, 16)
     fc: tuple[int, int] = (120, 84)
-    dropout: float = 0.25
+    dropout: float = 0.5
     activation: str = "relu"
     init: str = "kaiming"
     seed: int = 0
@@ -88,7 +88,7 @@ def build(config: dict[str, Any]) -> LeNet5:
     return LeNet5(config_from_dict(LeNet5Config, config))
 
 
-TRAIN = TrainConfig(epochs=25, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=1e-4, patience=6, loss="cross_entropy")
+TRAIN = TrainConfig(epochs=40, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=1e-4, patience=10, loss="cross_entropy")
 
 
 @register(ARCHITECTURE)

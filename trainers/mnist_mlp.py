@@ -75,7 +75,7 @@ def build(config: dict[str, Any]) -> MNISTMLP:
     return MNISTMLP(config_from_dict(MNISTMLPConfig, config))
 
 
-TRAIN = TrainConfig(epochs=40, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=1e-4, patience=3, loss="cross_entropy")
+TRAIN = TrainConfig(epochs=40, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=1e-3, patience=3, loss="cross_entropy")
 
 
 @register(ARCHITECTURE)

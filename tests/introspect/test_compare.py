@@ -174,3 +174,14 @@ def test_cli_bad_checkpoint_is_one_line_exit_two(introspect_checkpoint: Path, tm
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("introspect: error:") and str(bad) in err
     assert not (tmp_path / "c").exists()
+
+
+def test_collection_index_links_comparison_pages_escaped(tmp_path: Path) -> None:
+    from introspect.api import analyze
+    from introspect.gallery import write_collection
+
+    reports = [(title, analyze(tiny_subject(seed), analyzers=["weight_histograms"])) for seed, title in enumerate(("a", "b"))]
+    links = [{"title": HOSTILE, "href": "comparisons/ab/index.html", "description": "a against b"}]
+    html = write_collection(reports, tmp_path / "site", extra_links=links).read_text()
+    assert '<a href="comparisons/ab/index.html">&lt;img src=x onerror=alert(1)&gt;</a>: a against b' in html
+    assert json.loads((tmp_path / "site" / "manifest.json").read_text())["links"] == links

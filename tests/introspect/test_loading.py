@@ -212,3 +212,8 @@ def test_probe_file_with_labels_replaces_the_stored_probe(introspect_checkpoint:
     torch.save({"inputs": inputs, "labels": labels}, probe)
     subject = load_checkpoint(introspect_checkpoint, probe=str(probe), device="cpu")
     assert torch.equal(subject.probe_inputs, inputs) and torch.equal(subject.probe_labels, labels)
+
+
+def test_rebuilt_model_is_handed_out_in_eval_mode(introspect_checkpoint: Path) -> None:
+    subject = load_checkpoint(introspect_checkpoint, device="cpu")
+    assert not any(module.training for module in subject.model.modules())
