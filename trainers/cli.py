@@ -28,6 +28,9 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
 
 def _epoch_printer(name: str):  # noqa: ANN202 - returns a progress callback
     def report(epoch: int, num_epochs: int, metrics: Mapping[str, float]) -> None:
+        # About ten lines per run, however many epochs: the first, every tenth part, the last.
+        if epoch not in (1, num_epochs) and epoch % max(1, num_epochs // 10):
+            return
         shown = "  ".join(f"{key} {metrics[key]:.4g}" for key in SHOWN_METRICS if isinstance(metrics.get(key), float))
         click.echo(f"[{name}] epoch {epoch}/{num_epochs}  {shown}", err=True)
 

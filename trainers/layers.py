@@ -58,6 +58,14 @@ def initialize(model: nn.Module, scheme: str, nonlinearity: str = "relu") -> Non
             nn.init.zeros_(module.bias)
 
 
+def dense_stack(widths: tuple[int, ...], activation_name: str, dropout: float) -> nn.Sequential:
+    """Linear layers between consecutive ``widths``, each followed by its activation and dropout."""
+    layers: list[nn.Module] = []
+    for width_in, width_out in zip(widths, widths[1:]):
+        layers += [nn.Linear(width_in, width_out), activation(activation_name), nn.Dropout(dropout)]
+    return nn.Sequential(*layers)
+
+
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Run the block with torch's CPU generator seeded, restoring the caller's RNG state after.

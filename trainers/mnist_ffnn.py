@@ -10,7 +10,7 @@ from torch import nn
 
 from trainers.catalog import RunSettings, register
 from trainers.data import load_mnist
-from trainers.layers import ACTIVATIONS, INITS, activation, check_choice, config_from_dict, initialize, seeded
+from trainers.layers import ACTIVATIONS, INITS, check_choice, config_from_dict, dense_stack, initialize, seeded
 from trainers.loop import TrainConfig
 from trainers.runs import configs_for, train_classifier
 
@@ -50,10 +50,7 @@ class MNISTFFNN(nn.Module):
         self.config = config
         widths = (784, *config.hidden)
         with seeded(config.seed):
-            layers: list[nn.Module] = []
-            for width_in, width_out in zip(widths, widths[1:]):
-                layers += [nn.Linear(width_in, width_out), activation(config.activation), nn.Dropout(config.dropout)]
-            self.hidden = nn.Sequential(*layers)
+            self.hidden = dense_stack(widths, config.activation, config.dropout)
             self.classifier = nn.Linear(widths[-1], 10)
             initialize(self, config.init, config.activation)
 
