@@ -32,5 +32,9 @@ browser:
 	      || echo "chromium could not be installed: browser tests will be skipped"; \
 	  else echo "chromium is missing and cannot be installed here: browser tests will be skipped"; fi; }
 
+# The showcase: every homework network trained quickly, analyzed, compared (gallery/site/).
+showcase: install
+	INTROSPECT_DATA=$${INTROSPECT_DATA:-../shared/datasets} $(BIN)/python gallery/build.py
+
 clean:
 	rm -rf $(VENV) introspect-demo .pytest_cache

@@ -25,10 +25,31 @@ SEED = 0
 
 #: The frozen-kernel experiment's comparisons: (folder, title, what it asks, networks).
 COMPARISONS = (
-    ("neta1-schemes", "NetA1: the three schemes", "Schemes within one architecture: hand-made first-conv kernels kept frozen (HF), hand-made and trained (HT), default initialization and trained (DT).", ("neta1-hf", "neta1-ht", "neta1-dt")),
-    ("neta2-schemes", "NetA2: the three schemes", "The same three schemes in the deeper NetA2 (a second conv layer before the classifier).", ("neta2-hf", "neta2-ht", "neta2-dt")),
-    ("hf-across-architectures", "Frozen hand-made kernels across architectures", "One scheme (HF) across architectures: does a second, trained conv layer make up for frozen first-layer kernels?", ("neta1-hf", "neta2-hf")),
-    ("neta1-against-neta2-hf", "Every NetA1 scheme against NetA2-HF", "Can training the first layer of the shallow net (HT, DT) match adding depth on top of frozen kernels (NetA2-HF)?", ("neta1-hf", "neta1-ht", "neta1-dt", "neta2-hf")),
+    (
+        "neta1-schemes",
+        "NetA1: the three schemes",
+        "Schemes within one architecture: hand-made first-conv kernels kept frozen (HF), hand-made and trained (HT),"
+        " default initialization and trained (DT).",
+        ("neta1-hf", "neta1-ht", "neta1-dt"),
+    ),
+    (
+        "neta2-schemes",
+        "NetA2: the three schemes",
+        "The same three schemes in the deeper NetA2 (a second conv layer before the classifier).",
+        ("neta2-hf", "neta2-ht", "neta2-dt"),
+    ),
+    (
+        "hf-across-architectures",
+        "Frozen hand-made kernels across architectures",
+        "One scheme (HF) across architectures: does a second, trained conv layer make up for frozen first-layer kernels?",
+        ("neta1-hf", "neta2-hf"),
+    ),
+    (
+        "neta1-against-neta2-hf",
+        "Every NetA1 scheme against NetA2-HF",
+        "Can training the first layer of the shallow net (HT, DT) match adding depth on top of frozen kernels (NetA2-HF)?",
+        ("neta1-hf", "neta1-ht", "neta1-dt", "neta2-hf"),
+    ),
 )
 
 _START = time.monotonic()

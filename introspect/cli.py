@@ -98,8 +98,9 @@ def checkpoint_options(command: Any) -> Any:
 @click.option("--force", is_flag=True, help="Replace the gallery folder if it exists.")
 @click.option("--no-plugins", is_flag=True, help="Use only the built-in analyzers.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Stop an analyzer that runs longer and record it as failed.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the gallery in the default browser when there is one.")
 @checkpoint_options
-def analyze(checkpoints: tuple[str, ...], select_all: bool, names: tuple[str, ...], exclude: tuple[str, ...], out_dir: str | None, force: bool, no_plugins: bool, timeout: float | None, **loading: Any) -> int:
+def analyze(checkpoints: tuple[str, ...], select_all: bool, names: tuple[str, ...], exclude: tuple[str, ...], out_dir: str | None, force: bool, no_plugins: bool, timeout: float | None, open_browser: bool, **loading: Any) -> int:
     """Run analyzers on each CHECKPOINT and write one gallery (exit 1 if any analyzer failed).
 
     With several checkpoints the gallery has a page per checkpoint and an index listing them.
@@ -137,7 +138,21 @@ def analyze(checkpoints: tuple[str, ...], select_all: bool, names: tuple[str, ..
                 click.echo(f"introspect: {checkpoint}: {result.name} failed: {result.reason}", err=True)
     index = reports[0].index_path if single else write_collection([(Path(c).stem, r) for c, r in zip(checkpoints, reports)], out_dir, force=force)
     click.echo(str(index))
+    if open_browser:
+        open_in_browser(Path(index))
     return max(report.exit_code for report in reports)
+
+
+def open_in_browser(index: Path) -> None:
+    """Open ``index`` in the default browser; say so when there is none (a headless machine)."""
+    import webbrowser
+
+    try:
+        opened = webbrowser.open(index.resolve().as_uri())
+    except webbrowser.Error:
+        opened = False
+    if not opened:
+        click.echo("introspect: no browser to open the gallery with; open the path above yourself", err=True)
 
 
 def _print_progress(done: int, total: int, result: Any) -> None:

@@ -115,3 +115,12 @@ def test_info_json_describes_layers_and_task(introspect_checkpoint: Path, capsys
     assert description["layers"][0] == {"name": "0.weight", "shape": [8, 4]}
     assert description["task"]["class_names"] == ["a", "b", "c"]
     assert description["probe_size"] == 12 and description["metrics"] == {"test_accuracy": 0.75}
+
+
+def test_open_flag_hands_the_index_to_the_browser(introspect_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import webbrowser
+
+    opened: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or True)
+    code, _, _ = exit_code_of(["analyze", str(introspect_checkpoint), "-a", "weight_histograms", "-o", str(tmp_path / "g"), "--open"], capsys)
+    assert code == 0 and opened == [(tmp_path / "g" / "index.html").resolve().as_uri()]
