@@ -294,9 +294,9 @@ def write_comparison_page(comparison: Comparison, folder: Path, **page: Any) -> 
 
 def render_comparison(manifest: Mapping[str, Any]) -> str:
     """The comparison page's HTML from its manifest alone (autoescaped)."""
-    from introspect.html import _environment
+    from introspect.html import render_template
 
-    return _environment().get_template(TEMPLATE).render(m=manifest)
+    return render_template(TEMPLATE, manifest)
 
 
 def rerender_comparison(page_dir: str | os.PathLike[str]) -> Path:

@@ -29,9 +29,14 @@ def _environment() -> Any:
     return environment
 
 
+def render_template(template: str, manifest: Any, **extra: Any) -> str:
+    """Render one of the package's templates with the manifest as ``m`` (autoescaped)."""
+    return _environment().get_template(template).render(m=manifest, **extra)
+
+
 def render_page(manifest: dict[str, Any]) -> str:
     """One checkpoint's page from its manifest."""
-    return _environment().get_template("page.html.j2").render(m=manifest, layers=_layers(manifest))
+    return render_template("page.html.j2", manifest, layers=_layers(manifest))
 
 
 def _layers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -46,4 +51,4 @@ def _layers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
 
 def render_index(manifest: dict[str, Any]) -> str:
     """The index of a gallery with several checkpoints."""
-    return _environment().get_template("index.html.j2").render(m=manifest)
+    return render_template("index.html.j2", manifest)
