@@ -38,6 +38,7 @@ ARCHITECTURES = ("neta1", "neta2")
 SCHEMES = ("hf", "ht", "dt")
 HAND_SCHEMES = ("hf", "ht")
 FROZEN_LAYER = "conv1"
+QUICK_EPOCHS = 4  # enough points for the comparison pages' curves to show a trend
 TRAIN = TrainConfig(epochs=30, batch_size=128, optimizer="adam", lr=1e-3, patience=5)
 QUICK_TRAIN_SIZE = 1000
 
@@ -164,7 +165,7 @@ def recipe_names() -> list[str]:
 def _prepare(name: str, settings: RunSettings) -> tuple[DatasetOptions, NetAConfig, TrainConfig, ImageDataset]:
     architecture, _, scheme = name.partition("-")
     start = NetAConfig(architecture=architecture, scheme=scheme)
-    options, config, train_config = configs_with_options(settings, DatasetOptions(), start, TRAIN)
+    options, config, train_config = configs_with_options(settings, DatasetOptions(), start, TRAIN, quick_epochs=QUICK_EPOCHS)
     config = dataclasses.replace(config, architecture=architecture, scheme=scheme)  # the name decides these
     load = load_fashion_mnist if options.dataset == "fashion" else load_mnist
     return options, config, train_config, load(settings.data_dir)

@@ -69,12 +69,12 @@ def as_plain(options: Any) -> dict[str, Any]:
 
 
 def configs_with_options(
-    settings: RunSettings, options: OptionsT, model_config: ConfigT, train_config: TrainConfig
+    settings: RunSettings, options: OptionsT, model_config: ConfigT, train_config: TrainConfig, *, quick_epochs: int = 1
 ) -> tuple[OptionsT, ConfigT, TrainConfig]:
     """:func:`take_options`, then ``configs_for`` on the rest; an unknown key lists all three kinds."""
     parsed, rest = take_options(settings, options)
     try:
-        model_config, train_config = configs_for(rest, model_config, train_config)
+        model_config, train_config = configs_for(rest, model_config, train_config, quick_epochs=quick_epochs)
     except RecipeError as error:
         names = ", ".join(field.name for field in dataclasses.fields(options))  # type: ignore[arg-type]
         raise RecipeError(f"{error}; recipe options: {names}") from None
