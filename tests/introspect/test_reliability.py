@@ -23,9 +23,12 @@ from introspect.registry import Registry
 
 INTERRUPTED_RUN = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     from pathlib import Path
     import introspect.gallery as gallery
+
+    # A process started in the background inherits an ignored SIGINT; a user's terminal does not.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     marker = Path(sys.argv[2])
     original = gallery.write_artifact_file
