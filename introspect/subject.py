@@ -169,12 +169,6 @@ class Subject:
         reasons = [_MISSING_REASONS[flag](self) for flag in Needs if flag and flag in missing]
         return "; ".join(reasons)
 
-    def named_layers(self) -> list[tuple[str, nn.Module]]:
-        """Leaf modules of the model (those without children), in definition order."""
-        if self.model is None:
-            return []
-        return [(name, module) for name, module in self.model.named_modules() if name and not any(module.children())]
-
 
 def _no_model_reason(subject: Subject) -> str:
     if subject.model is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 import torchvision
 from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -120,7 +120,7 @@ def test_page_escapes_hostile_names_and_rerenders_from_its_manifest(tmp_path: Pa
     weights = {f"{HOSTILE}.weight": torch.ones(2, 1, 3, 3), "fc.bias": torch.zeros(3)}
     plain = Subject(weights=weights, initial_weights={f"{HOSTILE}.weight": torch.zeros(2, 1, 3, 3)}, history=HISTORIES[1])
     hostile = Subject(weights=dict(weights), history=HISTORIES[0])
-    comparison = compare_subjects([(f"<script>alert('t')</script> $x^$", plain), (HOSTILE, hostile), ("tiny", evil)])
+    comparison = compare_subjects([("<script>alert('t')</script> $x^$", plain), (HOSTILE, hostile), ("tiny", evil)])
     index = write_comparison(comparison, tmp_path / "cmp", title=f"<b>{HOSTILE}</b>", description=HOSTILE)
     html = index.read_text()
     assert "<script>alert(" not in html and "<img src=x" not in html and "<b>" not in html

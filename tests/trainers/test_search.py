@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from trainers.catalog import RecipeError, RunSettings
-from trainers.layers import seeded
 from trainers.loop import fit
 from trainers.search import candidates, cross_validate, redact, run_search
 from trainers.search_space import categorical, get_searchable, int_range, log_float
