@@ -14,7 +14,6 @@ import numpy as np
 
 from introspect._lazy import lazy_import
 from introspect.artifacts import Artifact
-from introspect.needs import Needs
 from introspect.runner import run_one
 from introspect.spec import AnalyzerSpec, spec_of
 from introspect.subject import Subject, Task
