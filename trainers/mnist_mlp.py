@@ -75,12 +75,16 @@ def build(config: dict[str, Any]) -> MNISTMLP:
     return MNISTMLP(config_from_dict(MNISTMLPConfig, config))
 
 
-TRAIN = TrainConfig(epochs=40, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=1e-3, patience=3, loss="cross_entropy")
+#: SGD with momentum 0.9, batch 32, cosine-annealed over at most 40 epochs, early stopping with
+#: patience 3 (the homework's). On the offline subset this gives a mean of 93.1 % over seeds 0-19
+#: (bar 92 %); the former Adam lr 1e-3, batch 64, no schedule gave 91.0-93.0 % (seeds 0-2), the
+#: noisy validation loss often stopping it early. See trainers/RESULTS.md.
+TRAIN = TrainConfig(epochs=40, batch_size=32, optimizer="sgd", lr=0.04, momentum=0.9, weight_decay=2e-3, scheduler="cosine", patience=3, loss="cross_entropy")
 
 
 @register(ARCHITECTURE)
 def train_mnist_mlp(settings: RunSettings) -> dict[str, Any]:
-    """784-96-24-10 tanh MLP on MNIST; Adam, early stopping with patience 3."""
+    """784-96-24-10 tanh MLP on MNIST; SGD with momentum, cosine schedule, early stopping with patience 3."""
     config, train_config = configs_for(settings, MNISTMLPConfig(), TRAIN, quick_epochs=5)
     data = load_mnist(settings.data_dir)
     return train_classifier(MNISTMLP(config), ARCHITECTURE, config, train_config, data, settings, flatten=True, quick_train_size=2000)
