@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--json PATH] [--only ROW] [--repeats N] [--device cpu|cuda]``
+"""``python -m benchmarks [--quick] [--json PATH] [--only ROW] [--repeats N] [--threads N] [--device cpu|cuda]``
 
 Prints the table and writes the JSON file. A row that fails is reported as not measured with
 the error, and the others still run; the exit status is 1 when any row failed that way.
@@ -18,9 +18,16 @@ from pathlib import Path
 
 from benchmarks import compute, drawing, processes
 from benchmarks.fixtures import Sizes, full_sizes, quick_sizes
-from benchmarks.report import Row, format_table, machine_description, unmeasured, write_json
+from benchmarks.report import (
+    Row,
+    format_table,
+    machine_description,
+    source_revision,
+    unmeasured,
+    write_json,
+)
 
-DEFAULT_JSON = Path("benchmarks") / "results.json"
+DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,29 +56,45 @@ def run_group(group: Group, sizes: Sizes, folder: Path, device: str) -> list[Row
     """Measure one group; on an error, its rows say so instead of stopping the run."""
     try:
         return group.measure(sizes, folder, device)
-    except Exception as error:  # one broken row must not hide the others
+    except Exception as error:  # noqa: BLE001 - one broken row must not hide the others
         traceback.print_exc(file=sys.stderr)
         reason = f"failed: {type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
         return [unmeasured(name, "", unit, target, reason, strict=name == "gallery_wall") for name, unit, target in group.rows]
+
+
+def set_threads(count: int) -> None:
+    """Use ``count`` threads in torch here and (through the environment) in every child process.
+
+    On a shared machine, more threads than free cores make OpenMP wait for descheduled threads,
+    which slows a forward pass many times over and drowns the differences being measured.
+    """
+    import torch
+
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(count)
+    torch.set_num_threads(count)
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description="introspect's benchmarks: side-by-side ratios against targets.")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repetition (checks the harness; numbers mean nothing)")
-    parser.add_argument("--json", type=Path, default=None, help=f"where to write the results [default: {DEFAULT_JSON}; none with --quick]")
+    parser.add_argument("--json", type=Path, default=None, help="where to write the results [default: benchmarks/results.json; none with --quick]")
     parser.add_argument("--only", action="append", choices=ROW_NAMES, metavar="ROW", help=f"measure only this row's group (repeatable): {', '.join(ROW_NAMES)}")
     parser.add_argument("--repeats", type=int, default=5, help="repetitions of the in-process rows in the full run [default: 5]")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="--device for the introspect processes [default: cpu]")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads here and in every child process [default: torch's own choice]")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the selected rows, print the table, write the JSON; 1 when a row failed."""
     args = parse_arguments(argv)
+    if args.threads is not None:
+        set_threads(args.threads)
     sizes = quick_sizes() if args.quick else full_sizes(args.repeats)
     groups = [group for group in GROUPS if not args.only or any(name in args.only for name, _, _ in group.rows)]
-    machine = machine_description()
+    machine, revision = machine_description(), source_revision()
     print(f"machine: {machine['nproc']} cores, {machine['cpu_model']}, {machine['memory_gb']} GB, torch {machine['torch']}, load {machine['load_average']}", flush=True)
     started = time.perf_counter()
     rows: list[Row] = []
@@ -84,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows))
     json_path = args.json or (None if args.quick else DEFAULT_JSON)
     if json_path is not None:
-        write_json(json_path, rows, machine, mode="quick" if args.quick else "full", seconds=round(time.perf_counter() - started, 1), device=args.device)
+        write_json(json_path, rows, machine, mode="quick" if args.quick else "full", seconds=round(time.perf_counter() - started, 1), device=args.device, threads=args.threads, revision=revision)
         print(f"results: {json_path}")
     failed = [row for row in rows if row.note.startswith("failed:")]
     return 1 if failed else 0

@@ -6,7 +6,6 @@ TorchLens wraps torch's functions globally on first use and would slow every lat
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from benchmarks import fixtures
 from benchmarks.fixtures import Sizes
-from benchmarks.harness import Comparison, Timing, compare, timed
+from benchmarks.harness import Comparison, Timing, child_environment, compare, timed
 from benchmarks.report import Row, ratio_row, unmeasured
 
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ def torchlens_rows(sizes: Sizes) -> list[Row]:
     what = TORCHLENS_WHAT.format(batch=sizes.capture_batch)
     command = [sys.executable, "-m", "benchmarks.torchlens_side", "--batch", str(sizes.capture_batch),
                "--repeats", str(sizes.repeats), "--warmup", str(sizes.warmup + 1)]
-    finished = subprocess.run(command, capture_output=True, text=True, check=False)
+    finished = subprocess.run(command, capture_output=True, text=True, check=False, env=child_environment())
     if finished.returncode != 0:
         reason = (finished.stderr.strip().splitlines() or ["no output"])[-1]
         return [unmeasured("capture_vs_torchlens", what, "x", 0.10, f"not measured: {reason}")]
@@ -90,13 +89,13 @@ def saliency_rows(sizes: Sizes) -> list[Row]:
 
 def training_rows(sizes: Sizes) -> list[Row]:
     """``training``: :func:`trainers.loop.fit` against a bare loop over the same tensors."""
-    from trainers.lenet5 import TRAIN
-    from trainers.loop import TensorSplit, fit
+    from trainers.loop import TensorSplit, TrainConfig, fit
 
     inputs = fixtures.images(sizes.train_samples, (1, 28, 28))
     labels = fixtures.images(sizes.train_samples, (), seed=1).abs().mul(1000).long() % 10
     data = TensorSplit(inputs, labels)
-    config = dataclasses.replace(TRAIN, epochs=sizes.train_epochs, patience=0, device="cpu")
+    # Fixed here rather than taken from the LeNet-5 recipe, so the bare loop can mirror it exactly.
+    config = TrainConfig(epochs=sizes.train_epochs, batch_size=64, optimizer="adam", lr=1e-3, loss="cross_entropy", device="cpu")
 
     def ours() -> None:
         fit(fixtures.lenet5().train(), data, None, config)
@@ -113,7 +112,7 @@ def bare_loop(data: TensorSplit, config: TrainConfig) -> Callable[[], None]:
 
     def run() -> None:
         model = fixtures.lenet5().train()
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         loss_function = torch.nn.CrossEntropyLoss()
         torch.manual_seed(config.seed)
         generator = torch.Generator().manual_seed(config.seed)

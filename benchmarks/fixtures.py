@@ -134,7 +134,7 @@ def lenet5_checkpoint(folder: Path, trained: bool) -> tuple[Path, str]:
             from trainers.catalog import RunSettings, train
 
             return train("lenet5", RunSettings(quick=True), path), "trained with the quick recipe (MNIST, 1000 images, 2 epochs)"
-        except Exception as error:  # no MNIST on disk and no network: fall back to random weights
+        except Exception as error:  # noqa: BLE001 - no MNIST on disk and no network: fall back to random weights
             note = f"random weights (training failed: {type(error).__name__})"
     else:
         note = "random weights, random probe of 64 images"

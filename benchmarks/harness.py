@@ -121,7 +121,7 @@ def run_process(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cw
     Raises:
         ProcessFailed: the command exited with a non-zero status (its stderr tail is in the message).
     """
-    environment = {**os.environ, "MPLBACKEND": "Agg", **(env or {})}
+    environment = {**child_environment(), **(env or {})}
     with open(os.devnull, "wb") as devnull, _stderr_file(cwd) as (stderr, stderr_path):
         started = time.perf_counter()
         process = subprocess.Popen(list(argv), stdout=devnull, stderr=stderr, env=environment, cwd=cwd)
@@ -144,6 +144,17 @@ def _stderr_file(folder: str | os.PathLike[str] | None) -> Iterator[tuple[Binary
             yield handle, path
     finally:
         os.unlink(path)
+
+
+def child_environment() -> dict[str, str]:
+    """This environment, with the Agg backend and this checkout first on ``PYTHONPATH``.
+
+    ``benchmarks`` is not installed, so children that run ``python -m benchmarks.*`` need the
+    folder that holds it on their path wherever they are started from.
+    """
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(part for part in (root, os.environ.get("PYTHONPATH", "")) if part)
+    return {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": path}
 
 
 def python_command(*args: str) -> list[str]:

@@ -11,7 +11,15 @@ from pathlib import Path
 
 from benchmarks import fixtures
 from benchmarks.fixtures import Sizes
-from benchmarks.harness import Timing, compare, console_script, median_wall, python_command, repeat, run_process
+from benchmarks.harness import (
+    Timing,
+    compare,
+    console_script,
+    median_wall,
+    python_command,
+    repeat,
+    run_process,
+)
 from benchmarks.report import Row, ratio_row
 
 GALLERY_LIMIT_S = 10.0

@@ -64,7 +64,8 @@ class Row:
         """``<= 1.10``, ``< 10 s`` or ``report``."""
         if self.target is None:
             return "report"
-        return f"{'<' if self.strict else '<='} {self.target:g}{UNIT_TEXT[self.unit]}"
+        number = f"{self.target:.2f}" if self.unit == "x" else f"{self.target:g}"
+        return f"{'<' if self.strict else '<='} {number}{UNIT_TEXT[self.unit]}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for the JSON file."""
@@ -74,10 +75,11 @@ class Row:
 
 def ratio_row(name: str, what: str, comparison: Comparison, target: float | None, note: str = "", **details: Any) -> Row:
     """A row whose value is the side-by-side wall-time ratio of ``comparison``."""
+    walls = {"numerator_walls": [round(t.wall, 4) for t in comparison.numerator], "denominator_walls": [round(t.wall, 4) for t in comparison.denominator]}
     return Row(
         name=name, what=what, value=comparison.ratio, unit="x", target=target,
         numerator_s=comparison.numerator_wall, denominator_s=comparison.denominator_wall,
-        cpu_ratio=comparison.cpu_ratio, repeats=len(comparison.numerator), note=note, details=details,
+        cpu_ratio=comparison.cpu_ratio, repeats=len(comparison.numerator), note=note, details={**details, **walls},
     )
 
 
@@ -139,6 +141,19 @@ def machine_description() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+
+
+def source_revision() -> str:
+    """The checkout's commit, with ``+changes`` when the working tree differs from it ("unknown" outside git)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if changed else "")
 
 
 def _cpu_model() -> str:

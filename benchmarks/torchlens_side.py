@@ -41,7 +41,7 @@ def measure(batch: int, repeats: int, warmup: int) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             log = trace()
             comparison = compare(timed(lambda: capture_activations(model, inputs)), timed(trace), repeats=repeats, warmup=warmup)
-    except Exception as error:  # a TorchLens release that does not support this torch
+    except Exception as error:  # noqa: BLE001 - a TorchLens release that does not support this torch
         return {"error": f"torchlens.trace failed on torch: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
     return {
         "version": getattr(torchlens, "__version__", "unknown"),

@@ -1,0 +1,62 @@
+"""The benchmark command still runs end to end (tiny sizes); timings are not asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXPECTED_ROWS = {
+    "capture", "capture_vs_torchlens", "saliency", "kernel_grid", "gif", "training",
+    "startup", "gallery", "gallery_wall", "scale", "memory",
+}
+# Measured only where the 'bench' extra (torchlens) is installed and works on this torch.
+OPTIONAL_ROWS = {"capture_vs_torchlens"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``python -m benchmarks --quick`` once for the module: its output and its JSON."""
+    json_path = tmp_path_factory.mktemp("bench") / "bench.json"
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    finished = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--json", str(json_path)],
+        cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-3000:]
+    return finished, json.loads(json_path.read_text(encoding="utf-8"))
+
+
+def test_quick_benchmark_writes_every_row(quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]]) -> None:
+    _, payload = quick_run
+    assert {row["name"] for row in payload["rows"]} == EXPECTED_ROWS
+    assert payload["mode"] == "quick"
+    assert payload["machine"]["nproc"] >= 1 and payload["machine"]["torch"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_ROWS))
+def test_quick_benchmark_row_has_a_value_and_a_target(quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]], name: str) -> None:
+    row = {row["name"]: row for row in quick_run[1]["rows"]}[name]
+    if name == "gallery":
+        assert row["target"] is None and row["target_text"] == "report"
+    else:
+        assert isinstance(row["target"], float) and row["target"] > 0
+    if name in OPTIONAL_ROWS and not row["measured"]:
+        assert row["value"] is None and row["note"].startswith("not measured")
+        return
+    assert row["measured"], row["note"]
+    assert isinstance(row["value"], float) and row["value"] > 0
+    assert row["met"] is None if row["target"] is None else isinstance(row["met"], bool)
+
+
+def test_quick_benchmark_prints_the_table(quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]]) -> None:
+    lines = quick_run[0].stdout.splitlines()
+    assert lines[1].split()[:4] == ["row", "value", "target", "met"]
+    for name in EXPECTED_ROWS:
+        assert any(line.startswith(name + " ") for line in lines), name
