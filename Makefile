@@ -36,5 +36,10 @@ browser:
 showcase: install
 	INTROSPECT_DATA=$${INTROSPECT_DATA:-../shared/datasets} $(BIN)/python gallery/build.py
 
+# Side-by-side benchmark ratios (benchmarks/README.md); TorchLens comes with the bench extra.
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m benchmarks --threads 1
+
 clean:
 	rm -rf $(VENV) introspect-demo .pytest_cache

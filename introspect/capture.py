@@ -47,8 +47,12 @@ def recording(model: nn.Module, layers: Iterable[str] | None = None, *, to_cpu: 
     def hook_for(name: str):  # noqa: ANN202 - a closure per layer name
         def hook(module: nn.Module, inputs: tuple, output: object) -> None:
             if isinstance(output, torch.Tensor):
+                # A copy, not a view: later in-place operations (ReLU(inplace=True), a residual
+                # "out += identity") would otherwise rewrite what was recorded. Copying costs
+                # little beside keeping every output alive, which capture does anyway.
                 value = output.detach()
-                outputs[name] = value.cpu() if to_cpu else value
+                moves = to_cpu and value.device.type != "cpu"
+                outputs[name] = value.cpu() if moves else value.clone()
         return hook
 
     handles = [modules[name].register_forward_hook(hook_for(name)) for name in names]

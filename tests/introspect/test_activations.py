@@ -76,3 +76,28 @@ def test_evenly_spaced_keeps_first_and_last() -> None:
     items = [str(index) for index in range(10)]
     assert evenly_spaced(items, 3) == ["0", "4", "9"] or evenly_spaced(items, 3) == ["0", "5", "9"]
     assert evenly_spaced(items, 20) == items
+
+
+class ResidualBlock(torch.nn.Module):
+    """A linear layer whose output is changed in place twice afterwards, as in ResNet blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+        self.relu = torch.nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.fc(x)
+        out += x  # functional in-place residual add
+        return self.relu(out)
+
+
+def test_capture_is_not_rewritten_by_later_in_place_operations() -> None:
+    torch.manual_seed(0)
+    block, inputs = ResidualBlock(), torch.randn(16, 4)
+    captured = capture_activations(block, inputs)
+    with torch.no_grad():
+        expected_fc = block.fc(inputs)
+    assert torch.equal(captured["fc"], expected_fc)
+    assert captured["fc"].min() < 0  # what an in-place ReLU would have erased
+    assert torch.equal(captured["relu"], torch.relu(expected_fc + inputs))
