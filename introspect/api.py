@@ -40,9 +40,16 @@ class AnalysisReport:
     plugin_problems: tuple[str, ...] = ()
 
     @property
+    def warnings(self) -> list[str]:
+        """Problems with the checkpoint that left part of the analysis undone (one sentence each)."""
+        return list(self.subject.metadata.get("warnings") or [])
+
+    @property
     def exit_code(self) -> int:
-        """0 when every analyzer ran or was skipped for a stated reason, 1 when any failed."""
-        return 1 if any(result.status == "failed" for result in self.results) else 0
+        """0 when every analyzer ran or was skipped for a stated reason; 1 when any failed or
+        the checkpoint could only partly be analyzed (see :attr:`warnings`)."""
+        failed = any(result.status == "failed" for result in self.results)
+        return 1 if failed or self.warnings else 0
 
     def result(self, name: str) -> AnalyzerResult:
         """The result of the analyzer called ``name``."""

@@ -133,6 +133,8 @@ def analyze(checkpoints: tuple[str, ...], select_all: bool, names: tuple[str, ..
                 **load_options_from(**loading),
             )
         )
+        for warning in reports[-1].warnings:
+            click.echo(f"introspect: warning: {warning}", err=True)
         for result in reports[-1].results:
             if result.status == "failed":
                 click.echo(f"introspect: {checkpoint}: {result.name} failed: {result.reason}", err=True)

@@ -69,6 +69,7 @@ class _Parts:
     model_note: str = ""
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
 
 def load_checkpoint(path: str | os.PathLike[str], options: LoadOptions | None = None, **overrides: Any) -> Subject:
@@ -97,15 +98,17 @@ def load_checkpoint(path: str | os.PathLike[str], options: LoadOptions | None = 
         # A model rebuilt here belongs to nobody else yet: hand it out ready for inference.
         parts.model.to(device)
         _evaluation_mode(parts.model)
+    weights = parameters_of(parts.model) if parts.model is not None else weights_from_state_dict(parts.state_dict)
     metadata = {
         **parts.metadata,
         "format": kind if not parts.metadata.get("format") else parts.metadata["format"],
         "path": str(path),
         "sha256": file_sha256(path),
         "file_size": path.stat().st_size,
+        "warnings": [*parts.warnings, *non_finite_warnings(path, weights)],
     }
     return Subject(
-        weights=parameters_of(parts.model) if parts.model is not None else weights_from_state_dict(parts.state_dict),
+        weights=weights,
         model=parts.model,
         task=parts.task,
         probe_inputs=parts.probe_inputs,
@@ -118,6 +121,15 @@ def load_checkpoint(path: str | os.PathLike[str], options: LoadOptions | None = 
         device=device,
         **parts.extra,
     )
+
+
+def non_finite_warnings(path: Path, weights: Mapping[str, torch.Tensor]) -> list[str]:
+    """One sentence naming the weight tensors that hold NaN or Inf, if any do."""
+    broken = [name for name, tensor in weights.items() if not bool(torch.isfinite(tensor).all())]
+    if not broken:
+        return []
+    shown = ", ".join(broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
+    return [f"{path}: {len(broken)} weight tensor(s) hold NaN or Inf values ({shown}); analyzers that can still run did"]
 
 
 def resolve_device(device: str) -> str:
@@ -202,6 +214,7 @@ def _introspect_parts(payload: Mapping[str, Any], path: Path, options: LoadOptio
             parts.model_note = f"rebuilt from the registered architecture {architecture.get('key')!r}"
         except CheckpointError as error:
             parts.model_note = f"{error}; only weights can be analyzed"
+            parts.warnings.append(f"{path}: {error}; only the weights were analyzed")
     if parts.model is not None:
         load_state_into(parts.model, parts.state_dict, str(path))
     probe = payload.get("probe") or {}

@@ -43,6 +43,7 @@ def subject_header(subject: Subject) -> dict[str, Any]:
         "metrics": plain(subject.metadata.get("metrics") or {}),
         "probe": _probe_description(subject),
         "model_note": subject.model_note,
+        "warnings": list(subject.metadata.get("warnings") or []),
         "created": subject.metadata.get("created"),
     }
 

@@ -124,3 +124,26 @@ def test_open_flag_hands_the_index_to_the_browser(introspect_checkpoint: Path, t
     monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or True)
     code, _, _ = exit_code_of(["analyze", str(introspect_checkpoint), "-a", "weight_histograms", "-o", str(tmp_path / "g"), "--open"], capsys)
     assert code == 0 and opened == [(tmp_path / "g" / "index.html").resolve().as_uri()]
+
+
+def test_unknown_architecture_gives_weights_only_gallery_and_exit_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from introspect.checkpoint import make_checkpoint, save_checkpoint
+    from introspect.testing import build_test_network
+
+    model = build_test_network({"sizes": [4, 5, 2]})
+    path = save_checkpoint(tmp_path / "alien.pt", make_checkpoint(model, architecture="alien-net", config={}, task={}))
+    code, _, err = exit_code_of(["analyze", str(path), "--all", "-o", str(tmp_path / "g"), "--device", "cpu"], capsys)
+    assert code == 1
+    assert f"introspect: warning: {path}: architecture 'alien-net' is not registered" in err
+    manifest = json.loads((tmp_path / "g" / "manifest.json").read_text())
+    assert manifest["header"]["warnings"] and {a["name"]: a["status"] for a in manifest["analyzers"]}["weight_histograms"] == "ok"
+    assert "Warning: " in (tmp_path / "g" / "index.html").read_text()
+
+
+def test_nan_weights_are_analyzed_and_reported_with_exit_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    state = torch.nn.Linear(3, 2).state_dict()
+    state["weight"][0, 0] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    code, _, err = exit_code_of(["analyze", str(tmp_path / "nan.pt"), "--all", "-o", str(tmp_path / "g"), "--device", "cpu"], capsys)
+    assert code == 1
+    assert "1 weight tensor(s) hold NaN or Inf values (weight)" in err
