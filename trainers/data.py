@@ -187,13 +187,19 @@ def _load_torchvision_mnist(
 
     root = resolve_data_dir(data_dir)
     dataset_class = getattr(torchvision.datasets, name)
-    splits = [_open_torchvision(dataset_class, root, train=train, name=name) for train in (True, False)]
+    splits = [
+        _open_torchvision(dataset_class, root, train=train, name=name, folder=f"{name}/raw", files="IDX files")
+        for train in (True, False)
+    ]
     train, test = (_mnist_tensors(split, normalization) for split in splits)
     return ImageDataset(train=train, test=test, class_names=class_names, image_shape=(1, 28, 28), normalization=normalization, name=name)
 
 
-def _open_torchvision(dataset_class: Any, root: Path, *, train: bool, name: str) -> Any:
-    """Open from disk; download only when the files are missing; one clear line on failure."""
+def _open_torchvision(dataset_class: Any, root: Path, *, train: bool, name: str, folder: str, files: str) -> Any:
+    """Open from disk; download only when the files are missing; one clear line on failure.
+
+    ``folder`` (under ``root``) and ``files`` tell the user where to put what.
+    """
     try:
         return dataset_class(str(root), train=train, download=False)
     except RuntimeError:
@@ -202,8 +208,8 @@ def _open_torchvision(dataset_class: Any, root: Path, *, train: bool, name: str)
         return dataset_class(str(root), train=train, download=True)
     except Exception as error:
         raise DataUnavailableError(
-            f"{name} is not in {root / name / 'raw'} and could not be downloaded "
-            f"({type(error).__name__}); put the IDX files there or pass --data-dir / set {DATA_ENV}"
+            f"{name} is not in {root / folder} and could not be downloaded "
+            f"({type(error).__name__}); put the {files} there or pass --data-dir / set {DATA_ENV}"
         ) from None
 
 
@@ -227,27 +233,16 @@ def load_cifar10(
 
     root = resolve_data_dir(data_dir)
     try:
-        splits = [_open_cifar(torchvision.datasets.CIFAR10, root, train) for train in (True, False)]
+        splits = [
+            _open_torchvision(torchvision.datasets.CIFAR10, root, train=train, name="CIFAR-10", folder="cifar-10-batches-py", files="python batches")
+            for train in (True, False)
+        ]
     except DataUnavailableError:
         if not quick:
             raise
         return _fake_cifar(seed, num_fake)
     train, test = (_cifar_tensors(split) for split in splits)
     return ImageDataset(train=train, test=test, class_names=CIFAR_CLASSES, image_shape=(3, 32, 32), normalization=CIFAR_NORMALIZATION, name="CIFAR-10")
-
-
-def _open_cifar(dataset_class: Any, root: Path, train: bool) -> Any:
-    try:
-        return dataset_class(str(root), train=train, download=False)
-    except RuntimeError:
-        pass
-    try:
-        return dataset_class(str(root), train=train, download=True)
-    except Exception as error:
-        raise DataUnavailableError(
-            f"CIFAR-10 is not in {root / 'cifar-10-batches-py'} and could not be downloaded "
-            f"({type(error).__name__}); put the python batches there or pass --data-dir / set {DATA_ENV}"
-        ) from None
 
 
 def _cifar_tensors(dataset: Any) -> TensorSplit:
