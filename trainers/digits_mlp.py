@@ -9,12 +9,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import torch
-from torch import nn
 
 from trainers.catalog import RunSettings, register
 from trainers.data import load_digits
-from trainers.layers import ACTIVATIONS, INITS, check_choice, config_from_dict, dense_stack, initialize, seeded
+from trainers.layers import DenseClassifier, check_dense_config, config_from_dict
 from trainers.loop import TrainConfig
 from trainers.runs import configs_for, train_classifier
 
@@ -40,27 +38,14 @@ class DigitsMLPConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_choice("activation", self.activation, ACTIVATIONS)
-        check_choice("init", self.init, INITS)
-        if not self.hidden or min(self.hidden) < 1 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError("hidden needs at least one positive width, and dropout lies in [0, 1)")
+        check_dense_config(self)
 
 
-class DigitsMLP(nn.Module):
-    """64 → hidden[0] → ... → 10, each hidden layer followed by its activation and dropout."""
+class DigitsMLP(DenseClassifier):
+    """64 → hidden[0] → ... → 10 on the flattened 8x8 digits (pixels in [0, 1])."""
 
     def __init__(self, config: DigitsMLPConfig) -> None:
-        super().__init__()
-        self.config = config
-        widths = (64, *config.hidden)
-        with seeded(config.seed):
-            self.hidden = dense_stack(widths, config.activation, config.dropout)
-            self.classifier = nn.Linear(widths[-1], 10)
-            initialize(self, config.init, config.activation)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, 64]`` pixels in [0, 1] to ``[N, 10]`` logits."""
-        return self.classifier(self.hidden(x))
+        super().__init__(64, config)
 
 
 def build(config: dict[str, Any]) -> DigitsMLP:

@@ -66,6 +66,36 @@ def dense_stack(widths: tuple[int, ...], activation_name: str, dropout: float) -
     return nn.Sequential(*layers)
 
 
+class DenseClassifier(nn.Module):
+    """``input_size`` → hidden widths → ``num_classes`` logits; each hidden layer is linear,
+    activation, dropout. The dense networks that differ only in their sizes share it.
+
+    ``config`` needs ``hidden``, ``activation``, ``dropout``, ``init`` and ``seed`` (see
+    :func:`check_dense_config`).
+    """
+
+    def __init__(self, input_size: int, config: Any, num_classes: int = 10) -> None:
+        super().__init__()
+        self.config = config
+        widths = (input_size, *config.hidden)
+        with seeded(config.seed):
+            self.hidden = dense_stack(widths, config.activation, config.dropout)
+            self.classifier = nn.Linear(widths[-1], num_classes)
+            initialize(self, config.init, config.activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, input_size]`` inputs to ``[N, num_classes]`` logits."""
+        return self.classifier(self.hidden(x))
+
+
+def check_dense_config(config: Any) -> None:
+    """Validate a dense classifier's config: known activation and init, widths, dropout range."""
+    check_choice("activation", config.activation, ACTIVATIONS)
+    check_choice("init", config.init, INITS)
+    if not config.hidden or min(config.hidden) < 1 or not 0.0 <= config.dropout < 1.0:
+        raise ValueError("hidden needs at least one positive width, and dropout lies in [0, 1)")
+
+
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Run the block with torch's CPU generator seeded, restoring the caller's RNG state after.

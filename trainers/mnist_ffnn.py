@@ -5,12 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import torch
-from torch import nn
 
 from trainers.catalog import RunSettings, register
 from trainers.data import load_mnist
-from trainers.layers import ACTIVATIONS, INITS, check_choice, config_from_dict, dense_stack, initialize, seeded
+from trainers.layers import DenseClassifier, check_dense_config, config_from_dict
 from trainers.loop import TrainConfig
 from trainers.runs import configs_for, train_classifier
 
@@ -36,27 +34,14 @@ class MNISTFFNNConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_choice("activation", self.activation, ACTIVATIONS)
-        check_choice("init", self.init, INITS)
-        if not self.hidden or min(self.hidden) < 1 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError("hidden needs at least one positive width, and dropout lies in [0, 1)")
+        check_dense_config(self)
 
 
-class MNISTFFNN(nn.Module):
-    """784 → 256 → 512 → 256 → 10; each hidden layer: linear, activation, dropout."""
+class MNISTFFNN(DenseClassifier):
+    """784 → 256 → 512 → 256 → 10 on flattened, normalized MNIST images."""
 
     def __init__(self, config: MNISTFFNNConfig) -> None:
-        super().__init__()
-        self.config = config
-        widths = (784, *config.hidden)
-        with seeded(config.seed):
-            self.hidden = dense_stack(widths, config.activation, config.dropout)
-            self.classifier = nn.Linear(widths[-1], 10)
-            initialize(self, config.init, config.activation)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, 784]`` normalized pixels to ``[N, 10]`` logits."""
-        return self.classifier(self.hidden(x))
+        super().__init__(784, config)
 
 
 def build(config: dict[str, Any]) -> MNISTFFNN:
