@@ -1,8 +1,9 @@
 """Saving introspect checkpoints and loading any checkpoint as far as it safely can be.
 
-Loading never runs code from the file: everything goes through ``torch.load(weights_only=True)``
-except TorchScript and ``torch.export`` archives (which hold graphs, not Python code) and a full
-pickled module, which is read only when the caller passes ``trust_pickle=True``.
+Loading never runs code from the file: ``torch.save`` files go through
+``torch.load(weights_only=True)`` after their sizes are checked (:mod:`introspect.readers`);
+TorchScript and ``torch.export`` archives are read by introspect's own readers. Unpickling and
+running TorchScript happen only when the caller passes ``trust_code=True``.
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-import re
 import tempfile
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from introspect._lazy import lazy_import
+from introspect.budget import Budget
 from introspect.errors import CheckpointError
+from introspect.readers.archive import sniff_kind
+from introspect.readers.torchfile import read_torch_file
 
 if TYPE_CHECKING:
     import torch
@@ -30,7 +32,6 @@ FORMAT_KEY = "introspect_format"
 FORMAT_VERSION = 1
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights")
 STRIPPED_PREFIXES = ("module.", "_orig_mod.")
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def save_checkpoint(path: str | os.PathLike[str], checkpoint: Mapping[str, Any]) -> Path:
@@ -105,47 +106,23 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 def sniff_format(path: Path) -> str:
     """What kind of file ``path`` is: ``torch-zip``, ``torch-legacy``, ``torchscript`` or ``export``.
 
+    The kind comes from the content as a whole, never from the name.
+
     Raises:
-        CheckpointError: the file is missing, empty or not a PyTorch file at all.
+        CheckpointError: the file is missing, not a regular file, empty or not a PyTorch file.
     """
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-    if not head:
-        raise CheckpointError(f"{path}: the file is empty")
-    if head.startswith(_PNG_SIGNATURE):
-        raise CheckpointError(f"{path}: is a PNG image, not a checkpoint")
-    if head.startswith(b"PK"):
-        return _zip_kind(path)
-    if head[0] == 0x80:  # pickle protocol marker: torch.save's legacy format
-        return "torch-legacy"
-    raise CheckpointError(f"{path}: is not a PyTorch checkpoint (unrecognized content)")
+    return sniff_kind(Path(path))
 
 
-def _zip_kind(path: Path) -> str:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except zipfile.BadZipFile:
-        raise CheckpointError(f"{path}: is truncated or corrupted (the zip archive cannot be read)") from None
-    if any(name.endswith("/constants.pkl") or "/code/" in name for name in names):
-        return "torchscript"
-    if any(name.endswith("/data.pkl") for name in names):
-        return "torch-zip"
-    if any(name.endswith(("archive_format", "serialized_exported_program.json")) or "/models/" in name for name in names):
-        return "export"
-    raise CheckpointError(f"{path}: is a zip archive but not a PyTorch checkpoint")
+def read_safely(path: Path, budget: Budget | None = None) -> Any:
+    """A ``torch.save`` file, its sizes checked against ``budget``, then ``torch.load(weights_only=True)``.
 
-
-def read_safely(path: Path) -> Any:
-    """``torch.load(weights_only=True)`` with every failure turned into one clear sentence."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for broken files
-        raise _explain_load_failure(path, error) from error
+    Raises:
+        CheckpointError: the file is broken, names Python objects, or does not fit the budget;
+            one sentence naming the file.
+    """
+    path = Path(path)
+    return read_torch_file(path, sniff_kind(path), budget or Budget())
 
 
 def read_trusting(path: Path) -> Any:
@@ -153,21 +130,7 @@ def read_trusting(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
-        raise CheckpointError(f"{path}: could not be unpickled even with --trust-pickle: {type(error).__name__}: {error}") from error
-
-
-def _explain_load_failure(path: Path, error: Exception) -> CheckpointError:
-    message = str(error)
-    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message) or re.search(r"GLOBAL ([\w.]+)", message)
-    if unsafe or "Weights only load failed" in message:
-        name = unsafe.group(1) if unsafe else "a Python object"
-        return CheckpointError(
-            f"{path}: contains pickled Python objects ({name}); unpickling them could run code, so "
-            "it was not loaded. If you trust where the file came from, pass --trust-pickle."
-        )
-    if any(word in message for word in ("central directory", "truncated", "EOF", "unexpected end", "Ran out of input")):
-        return CheckpointError(f"{path}: is truncated or corrupted ({message.splitlines()[0]})")
-    return CheckpointError(f"{path}: cannot be read as a checkpoint ({type(error).__name__}: {message.splitlines()[0] if message else ''})")
+        raise CheckpointError(f"{path}: could not be unpickled even with --trust-code: {type(error).__name__}: {error}") from error
 
 
 def is_tensor_dict(value: Any) -> bool:

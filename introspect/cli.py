@@ -50,16 +50,19 @@ def cli(debug: bool) -> None:
 def load_options_from(**values: Any) -> dict[str, Any]:
     """LoadOptions fields from the shared checkpoint options of several commands."""
     from introspect.architectures import parse_factory_kwargs
+    from introspect.budget import DEFAULT_MAX_PROBE, parse_size
 
     shape = values.get("input_shape")
     return {
-        "trust_pickle": values.get("trust_pickle", False),
+        "trust_code": values.get("trust_code", False),
         "arch": values.get("arch"),
         "arch_kwargs": parse_factory_kwargs(values.get("arch_kwarg") or ()),
         "probe": values.get("probe"),
         "input_shape": _parse_shape(shape) if shape else None,
         "device": values.get("device", "auto"),
         "seed": values.get("seed", 0),
+        "max_memory": parse_size(values["max_memory"]) if values.get("max_memory") else None,
+        "max_probe": values.get("max_probe") or DEFAULT_MAX_PROBE,
     }
 
 
@@ -78,7 +81,15 @@ def checkpoint_options(command: Any) -> Any:
     options = [
         click.option("--arch", metavar="MODULE:CALLABLE", help="Build the model with your own code (it is imported and called)."),
         click.option("--arch-kwarg", multiple=True, metavar="NAME=VALUE", help="Keyword argument for --arch (repeatable)."),
-        click.option("--trust-pickle", is_flag=True, help="Allow loading a pickled module: this runs code from the file."),
+        click.option(
+            "--trust-code",
+            "--trust-pickle",
+            "trust_code",
+            is_flag=True,
+            help="Allow code from the file to run: unpickling, TorchScript, exported programs with ops outside the allow-list.",
+        ),
+        click.option("--max-memory", metavar="SIZE", help="Memory the file may make introspect use, e.g. 4G [default: a quarter of what is available]."),
+        click.option("--max-probe", type=click.IntRange(min=1), default=256, show_default=True, help="Probe inputs kept; more are cut."),
         click.option("--probe", type=click.Path(dir_okay=False), help="Inputs (tensor, or dict with inputs/labels) saved with torch.save."),
         click.option("--input-shape", metavar="C,H,W", help="Shape of one input, for a random probe when none is stored."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
@@ -94,7 +105,7 @@ def checkpoint_options(command: Any) -> Any:
 @click.option("--all", "select_all", is_flag=True, help="Run every analyzer that applies.")
 @click.option("-a", "--analyzer", "names", multiple=True, metavar="NAME", help="Run this analyzer (repeatable).")
 @click.option("-x", "--exclude", multiple=True, metavar="NAME", help="Leave this analyzer out (repeatable).")
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), help="Gallery folder [default: introspect-<checkpoint name>].")
+@click.option("-o", "--out", "out_dir", type=click.Path(), metavar="DIRECTORY", help="Gallery folder [default: introspect-<checkpoint name>].")
 @click.option("--force", is_flag=True, help="Replace the gallery folder if it exists.")
 @click.option("--no-plugins", is_flag=True, help="Use only the built-in analyzers.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Stop an analyzer that runs longer and record it as failed.")
@@ -106,7 +117,8 @@ def analyze(checkpoints: tuple[str, ...], select_all: bool, names: tuple[str, ..
     With several checkpoints the gallery has a page per checkpoint and an index listing them.
     """
     from introspect.api import analyze as run_analysis
-    from introspect.gallery import check_output_dir, write_collection
+    from introspect.gallery import write_collection
+    from introspect.outdir import claim_output_dir
     from introspect.registry import Registry
 
     if not select_all and not names:
@@ -114,7 +126,8 @@ def analyze(checkpoints: tuple[str, ...], select_all: bool, names: tuple[str, ..
     registry = Registry.default(load_plugins=False if no_plugins else None)
     _warn_plugin_problems(registry.problems)
     out_dir = out_dir or (f"introspect-{Path(checkpoints[0]).stem}" if len(checkpoints) == 1 else "introspect-gallery")
-    check_output_dir(out_dir, force=force)
+    # checked and locked before any analysis; the context releases the lock once the gallery is in place
+    click.get_current_context().with_resource(claim_output_dir(out_dir, force=force))
     single = len(checkpoints) == 1
     reports = []
     for checkpoint in checkpoints:
@@ -208,7 +221,7 @@ def info(checkpoint: str, as_json: bool, **loading: Any) -> int:
 
 @cli.command()
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="introspect-compare", show_default=True, help="Comparison page folder.")
+@click.option("-o", "--out", "out_dir", type=click.Path(), metavar="DIRECTORY", default="introspect-compare", show_default=True, help="Comparison page folder.")
 @click.option("--force", is_flag=True, help="Replace the folder if it exists.")
 @click.option("--title", help="Heading of the page [default: Comparison of N checkpoints].")
 @checkpoint_options
@@ -223,6 +236,13 @@ def compare(checkpoints: tuple[str, ...], out_dir: str, force: bool, title: str 
     return 0
 
 
+def _exit_interrupted(error: BaseException | None, message: str) -> None:
+    """Exit 128 + the signal that stopped the run (SIGTERM: 143), 130 for Ctrl-C."""
+    signum = getattr(error, "signum", None) or 2
+    click.echo(message if signum == 2 else f"introspect: {error}; no partial gallery was left behind", err=True)
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn known errors into one line and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -232,12 +252,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
-    except click.exceptions.Abort:
-        click.echo("introspect: interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("introspect: interrupted; no partial gallery was left behind", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as error:
+        _exit_interrupted(error.__cause__, "introspect: interrupted")
+    except KeyboardInterrupt as error:
+        _exit_interrupted(error, "introspect: interrupted; no partial gallery was left behind")
     except IntrospectError as error:
         if debug:
             traceback.print_exc()

@@ -68,10 +68,18 @@ def test_lightning_prefix_is_stripped_when_the_architecture_needs_it(tmp_path: P
     assert outputs_equal(subject.model, test_model, torch.ones(3, 4))
 
 
-def test_torchscript_archive_loads_with_a_working_forward(tmp_path: Path, test_model: torch.nn.Module) -> None:
+def test_torchscript_archive_yields_weights_only_without_trust_code(tmp_path: Path, test_model: torch.nn.Module) -> None:
     path = tmp_path / "scripted.pt"
     torch.jit.save(torch.jit.script(test_model), str(path))
     subject = load_checkpoint(path, device="cpu")
+    assert subject.model is None and "--trust-code" in subject.model_note
+    assert all(torch.equal(subject.weights[name], value) for name, value in test_model.state_dict().items())
+
+
+def test_torchscript_archive_loads_with_a_working_forward_with_trust_code(tmp_path: Path, test_model: torch.nn.Module) -> None:
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(test_model), str(path))
+    subject = load_checkpoint(path, device="cpu", trust_code=True)
     assert subject.metadata["format"] == "torchscript"
     assert torch.allclose(subject.model(torch.ones(2, 4)), test_model(torch.ones(2, 4)))
     assert subject.probe_inputs.shape == (16, 4)
@@ -101,7 +109,7 @@ def test_malicious_pickle_runs_nothing_without_trust(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     torch.save({"state_dict": _Payload(marker)}, path)
-    with pytest.raises(CheckpointError, match="--trust-pickle") as caught:
+    with pytest.raises(CheckpointError, match="--trust-code") as caught:
         load_checkpoint(path, device="cpu")
     assert not marker.exists()
     assert str(path) in str(caught.value)
