@@ -22,6 +22,7 @@ from introspect.errors import IntrospectError
 
 COMMAND_GROUP = "introspect.commands"
 EXIT_USAGE = 2
+EXIT_BUG = 3
 
 
 class _Group(click.Group):
@@ -158,6 +159,15 @@ def analyze(checkpoints: tuple[str, ...], select_all: bool, names: tuple[str, ..
     return max(report.exit_code for report in reports)
 
 
+def usage_line(error: click.ClickException) -> str:
+    """A click error as one line, with the help command of the sub-command it concerns."""
+    message = " ".join(error.format_message().split())
+    context = getattr(error, "ctx", None)
+    if isinstance(error, click.UsageError) and context is not None:
+        return f"{message} (see '{context.command_path} --help')"
+    return message
+
+
 def open_in_browser(index: Path) -> None:
     """Open ``index`` in the default browser; say so when there is none (a headless machine)."""
     import webbrowser
@@ -244,13 +254,18 @@ def _exit_interrupted(error: BaseException | None, message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI and turn known errors into one line and an exit code."""
+    """Entry point: run the CLI and turn known errors into one line and an exit code.
+
+    Exit codes: 0 done, 1 partly done (see ``analyze``), 2 bad input of any kind, 3 a bug in
+    introspect. ``--debug`` anywhere on the line adds the traceback to 2 and 3.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("INTROSPECT_DEBUG", "") not in ("", "0")
+    args = [arg for arg in args if arg != "--debug"]  # accepted anywhere, not only before the command
     try:
         code = cli.main(args=args, prog_name="introspect", standalone_mode=False)
     except click.ClickException as error:
-        error.show()
+        click.echo(f"introspect: error: {usage_line(error)}", err=True)
         sys.exit(error.exit_code)
     except click.exceptions.Abort as error:
         _exit_interrupted(error.__cause__, "introspect: interrupted")
@@ -263,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_USAGE)
     except Exception as error:  # an unexpected bug: one line, or the traceback with --debug
         if debug:
-            raise
+            traceback.print_exc()
         click.echo(f"introspect: internal error: {type(error).__name__}: {error} (run with --debug for the traceback)", err=True)
-        sys.exit(3)
+        sys.exit(EXIT_BUG)
     sys.exit(code if isinstance(code, int) else 0)
