@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -10,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from introspect.artifacts import AnalyzerResult
 from introspect.errors import PluginError
-from introspect.gallery import check_output_dir, write_gallery
+from introspect.gallery import write_gallery
+from introspect.outdir import claim_output_dir
 from introspect.registry import Registry
 from introspect.runner import ProgressCallback, run_analyzers
 from introspect.spec import AnalyzerSpec
@@ -89,7 +91,7 @@ def analyze(
         analyzers: ``"all"`` or analyzer names.
         exclude: analyzer names to leave out.
         out_dir: write a gallery here; ``None`` writes nothing and only returns results.
-        force: replace an existing ``out_dir``.
+        force: replace an existing ``out_dir`` if it is an earlier introspect gallery.
         task: describes the inputs when ``target`` is a module (guessed otherwise).
         registry: the analyzers to choose from (default: built-ins and plugins).
         options: per-analyzer keyword arguments, by analyzer name.
@@ -97,13 +99,15 @@ def analyze(
         timeout: seconds each analyzer may run before it is stopped and recorded as failed.
         **load_options: fields of :class:`~introspect.loading.LoadOptions` for checkpoint paths.
     """
-    if out_dir is not None:
-        check_output_dir(out_dir, force=force)
-    registry = registry or Registry.default(load_plugins=load_options.pop("load_plugins", None))
-    specs = _selected(registry, analyzers, exclude)
-    subject = _subject_for(target, inputs, labels, task, load_options)
-    results = tuple(run_analyzers(subject, specs, options=options, progress=progress, timeout=timeout))
-    index_path = write_gallery(subject, specs, results, out_dir, force=force) if out_dir is not None else None
+    # The folder is checked and locked before any work, and stays locked until the gallery is in place.
+    with claim_output_dir(out_dir, force=force) if out_dir is not None else contextlib.nullcontext():
+        registry = registry or Registry.default(load_plugins=load_options.pop("load_plugins", None))
+        specs = _selected(registry, analyzers, exclude)
+        subject = _subject_for(target, inputs, labels, task, load_options)
+        results = tuple(run_analyzers(subject, specs, options=options, progress=progress, timeout=timeout))
+        index_path = None
+        if out_dir is not None:
+            index_path = write_gallery(subject, specs, results, out_dir, force=force)
     return AnalysisReport(
         subject=subject, results=results, specs=tuple(specs), index_path=index_path, plugin_problems=tuple(registry.problems)
     )

@@ -27,6 +27,7 @@ import numpy as np
 from introspect import __version__
 from introspect._compare_figures import curves_figure, layer_figure
 from introspect.artifacts import Artifact, slugify
+from introspect._gallery_layout import GENERATOR
 from introspect.gallery import FIGURE_DIR, INDEX_NAME, MANIFEST_NAME, check_output_dir, staging_folder, unique_slugs, write_artifact_file
 from introspect.manifest import SCHEMA_VERSION, library_versions, parameter_counts, plain
 
@@ -248,6 +249,7 @@ def build_comparison_manifest(comparison: Comparison, figure_files: Sequence[str
     """The comparison page's manifest; ``page`` may set ``title``, ``description``, ``parent_index``, ``links``."""
     links = page.get("links") or {}
     return {
+        "generator": GENERATOR,
         "schema_version": SCHEMA_VERSION,
         "kind": "comparison",
         "introspect_version": __version__,
@@ -276,7 +278,7 @@ def write_comparison(comparison: Comparison, out_dir: str | os.PathLike[str], *,
     ``parent_index``, ``links``: checkpoint title → URL of its own gallery page).
     """
     target = check_output_dir(out_dir, force=force)
-    with staging_folder(target) as staging:
+    with staging_folder(target, force=force) as staging:
         write_comparison_page(comparison, staging, **page)
     return target / INDEX_NAME
 
@@ -325,16 +327,19 @@ def compare_checkpoints(
 
     Raises:
         ValueError: fewer than two paths.
-        GalleryError: ``out_dir`` exists and ``force`` is off (checked before any loading).
+        GalleryError: ``out_dir`` may not be written (checked before any loading; see
+            :func:`~introspect.outdir.check_output_dir`), or another run is writing it.
         CheckpointError: a checkpoint cannot be read.
     """
+    from introspect.outdir import claim_output_dir
+
     if len(paths) < MIN_CHECKPOINTS:
         raise ValueError(f"a comparison needs at least {MIN_CHECKPOINTS} checkpoints, got {len(paths)}")
-    check_output_dir(out_dir, force=force)
-    comparison = compare_subjects(load_for_comparison(paths, **load_options))
-    try:
-        return comparison, write_comparison(comparison, out_dir, force=force, title=title)
-    finally:
-        for artifact in comparison.figures:
-            if artifact.figure is not None:
-                artifact.figure.clear()
+    with claim_output_dir(out_dir, force=force):  # held from before loading until the page is in place
+        comparison = compare_subjects(load_for_comparison(paths, **load_options))
+        try:
+            return comparison, write_comparison(comparison, out_dir, force=force, title=title)
+        finally:
+            for artifact in comparison.figures:
+                if artifact.figure is not None:
+                    artifact.figure.clear()

@@ -1,42 +1,28 @@
 """Writing a gallery folder: figures, ``manifest.json`` and ``index.html``, atomically.
 
 Everything is written into a hidden temporary folder beside the target and renamed into place at
-the end, so an interrupted run leaves either the previous gallery or none, never half of one.
+the end, so an interrupted run leaves either the previous gallery or none, never half of one;
+:mod:`introspect.outdir` decides which folders may be replaced and keeps runs apart.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from introspect._gallery_layout import FIGURE_DIR, INDEX_NAME, MANIFEST_NAME
 from introspect.artifacts import AnalyzerResult, Artifact, slugify
-from introspect.errors import GalleryError
 from introspect.manifest import build_collection_manifest, build_manifest, collection_entry, plain
+# replace_folder and staging_folder are imported from here by compare.py and gallery/build.py
+from introspect.outdir import check_output_dir, replace_folder, staging_folder  # noqa: F401
 from introspect.spec import AnalyzerSpec
 from introspect.subject import Subject
 
 if TYPE_CHECKING:
     from introspect.api import AnalysisReport
-
-FIGURE_DIR = "figures"
-MANIFEST_NAME = "manifest.json"
-INDEX_NAME = "index.html"
-
-
-def check_output_dir(out_dir: str | os.PathLike[str], *, force: bool) -> Path:
-    """Fail early, before any work, when ``out_dir`` exists and may not be replaced."""
-    target = Path(out_dir)
-    if target.exists() and not force:
-        raise GalleryError(f"{target}: already exists; pass --force to replace it")
-    if target.exists() and not target.is_dir():
-        raise GalleryError(f"{target}: exists and is not a folder")
-    return target
 
 
 def write_gallery(
@@ -49,7 +35,7 @@ def write_gallery(
 ) -> Path:
     """Write one checkpoint's gallery to ``out_dir`` and return the path of its ``index.html``."""
     target = check_output_dir(out_dir, force=force)
-    with staging_folder(target) as staging:
+    with staging_folder(target, force=force) as staging:
         write_page(subject, specs, results, staging)
     return target / INDEX_NAME
 
@@ -71,9 +57,10 @@ def write_collection(
             ``title``, ``href`` (relative to the index) and optionally ``description``.
     """
     target = check_output_dir(out_dir, force=force)
-    with staging_folder(target) as staging:
+    with staging_folder(target, force=force) as staging:
         entries = []
-        for slug, (title, report) in zip(unique_slugs([title for title, _ in pages]), pages):
+        slugs = unique_slugs([title for title, _ in pages], reserved=(INDEX_NAME, MANIFEST_NAME))
+        for slug, (title, report) in zip(slugs, pages):
             (staging / slug).mkdir()
             manifest = write_page(report.subject, report.specs, report.results, staging / slug, parent_index=f"../{INDEX_NAME}")
             entries.append(collection_entry(title, slug, manifest))
@@ -95,14 +82,22 @@ def write_page(
     return manifest
 
 
-def unique_slugs(titles: Sequence[str]) -> list[str]:
-    """A distinct folder name per title: ``a``, ``a-2``, ``a-3`` for repeats."""
-    seen: dict[str, int] = {}
+def unique_slugs(titles: Sequence[str], *, reserved: Collection[str] = ()) -> list[str]:
+    """A distinct folder name per title: ``a``, ``a-2``, ``a-3`` for repeats.
+
+    A number is added until the name is free, so an explicit ``a-2`` among the titles, or one of
+    the ``reserved`` names, is never given twice.
+    """
+    taken = set(reserved)
     slugs = []
     for title in titles:
-        slug = slugify(title)
-        seen[slug] = seen.get(slug, 0) + 1
-        slugs.append(slug if seen[slug] == 1 else f"{slug}-{seen[slug]}")
+        base = slug = slugify(title)
+        number = 1
+        while slug in taken:
+            number += 1
+            slug = f"{base}-{number}"
+        taken.add(slug)
+        slugs.append(slug)
     return slugs
 
 
@@ -141,35 +136,6 @@ def rerender(gallery_dir: str | os.PathLike[str]) -> Path:
     else:
         (folder / INDEX_NAME).write_text(render_page(manifest), encoding="utf-8")
     return folder / INDEX_NAME
-
-
-@contextlib.contextmanager
-def staging_folder(target: Path) -> Iterator[Path]:
-    """A temporary folder beside ``target`` that replaces it only if the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield staging
-        replace_folder(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def replace_folder(source: Path, target: Path) -> None:
-    """Move ``source`` to ``target``; an existing ``target`` is moved aside first, then deleted."""
-    retired = None
-    if target.exists():
-        retired = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, retired)
-    try:
-        os.replace(source, target)
-    except BaseException:
-        if retired is not None:
-            os.replace(retired, target)
-        raise
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
 
 
 def write_artifacts(result: AnalyzerResult, folder: Path) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from importlib import metadata
 from typing import Any
 
 from introspect import __version__
+from introspect._gallery_layout import GENERATOR
 from introspect.artifacts import AnalyzerResult
 from introspect.spec import AnalyzerSpec
 from introspect.subject import Subject
@@ -75,6 +76,7 @@ def build_manifest(
     """The manifest of one checkpoint's gallery; ``figure_files`` maps analyzer → written figures."""
     by_name = {spec.name: spec for spec in specs}
     return {
+        "generator": GENERATOR,  # how --force tells an earlier gallery from a user's own folder
         "schema_version": SCHEMA_VERSION,
         "introspect_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -132,6 +134,7 @@ def collection_entry(title: str, slug: str, page_manifest: dict[str, Any]) -> di
 def build_collection_manifest(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The top-level manifest of a gallery with several checkpoints."""
     return {
+        "generator": GENERATOR,
         "schema_version": SCHEMA_VERSION,
         "introspect_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -72,21 +72,21 @@ def test_checkpoint_strings_are_escaped_and_file_names_stay_inside(tmp_path: Pat
 
 def test_existing_folder_needs_force_and_is_replaced_whole(tmp_path: Path) -> None:
     target = tmp_path / "g"
-    target.mkdir()
-    (target / "old.txt").write_text("previous gallery")
     subject = dense_image_subject()
+    spec = spec_of(hostile_names)
+    write_gallery(subject, [spec], run_analyzers(subject, [spec]), target)
     with pytest.raises(GalleryError, match="--force"):
         write_gallery(subject, [], [], target)
     write_gallery(subject, [], [], target, force=True)
-    assert not (target / "old.txt").exists() and (target / "manifest.json").exists()
+    assert not (target / "figures").exists() and (target / "manifest.json").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["g"]
 
 
 def test_a_crash_while_writing_keeps_the_previous_gallery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "g"
-    target.mkdir()
-    (target / "index.html").write_text("previous")
     subject = dense_image_subject()
+    write_gallery(subject, [], [], target)
+    (target / "index.html").write_text("previous")
     spec = spec_of(hostile_names)
     results = run_analyzers(subject, [spec])
 

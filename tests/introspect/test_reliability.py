@@ -18,8 +18,10 @@ from hypothesis import strategies as st
 
 from introspect.api import analyze
 from introspect.errors import CheckpointError
+from introspect.gallery import write_gallery
 from introspect.loading import load_checkpoint
 from introspect.registry import Registry
+from introspect.testing import dense_image_subject
 
 INTERRUPTED_RUN = textwrap.dedent(
     """
@@ -49,7 +51,7 @@ INTERRUPTED_RUN = textwrap.dedent(
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGKILL])
 def test_a_run_killed_while_writing_leaves_the_previous_gallery(introspect_checkpoint: Path, tmp_path: Path, stop_signal: int) -> None:
     target = tmp_path / "gallery"
-    target.mkdir()
+    write_gallery(dense_image_subject(), [], [], target)  # --force replaces only an earlier gallery
     (target / "index.html").write_text("previous gallery")
     marker = tmp_path / "writing"
     env = {**os.environ, "INTROSPECT_DISABLE_PLUGIN_AUTOLOAD": "1"}
@@ -61,7 +63,7 @@ def test_a_run_killed_while_writing_leaves_the_previous_gallery(introspect_check
     process.send_signal(stop_signal)
     process.wait(timeout=60)
     assert (target / "index.html").read_text() == "previous gallery"
-    assert sorted(p.name for p in target.iterdir()) == ["index.html"]
+    assert sorted(p.name for p in target.iterdir()) == ["index.html", "manifest.json"]
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".gallery")]
     if stop_signal == signal.SIGINT:
         assert process.returncode == 130 and leftovers == []
