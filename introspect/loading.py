@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import warnings
@@ -256,7 +257,8 @@ def _introspect_parts(payload: Mapping[str, Any], path: Path, options: LoadOptio
     budget = options.budget
     try:
         # Every field is checked where it enters, cheap ones first: the model is built last.
-        parts = _Parts(state_dict=validate.tensor_dict(payload["state_dict"], "state_dict"), task=Task.from_dict(payload.get("task")))
+        state_dict = validate.tensor_dict(payload["state_dict"], "state_dict")
+        parts = _Parts(state_dict=state_dict, task=Task.from_dict(payload.get("task")))
         architecture = validate.mapping_or_empty(payload.get("architecture"), "architecture")
         parts.probe_inputs, parts.probe_labels = _stored_probe(payload.get("probe"), path)
         parts.extra = _introspect_extra(payload, parts.warnings, path, budget)
@@ -268,7 +270,9 @@ def _introspect_parts(payload: Mapping[str, Any], path: Path, options: LoadOptio
     return parts
 
 
-def _introspect_model(parts: _Parts, architecture: Mapping[str, Any], path: Path, options: LoadOptions, budget: Budget) -> None:
+def _introspect_model(
+    parts: _Parts, architecture: Mapping[str, Any], path: Path, options: LoadOptions, budget: Budget
+) -> None:
     """Rebuild the model (``--arch``, else the registered architecture) and load the weights into it."""
     if options.arch:
         parts.model = build_from_reference(options.arch, options.arch_kwargs)
@@ -278,7 +282,8 @@ def _introspect_model(parts: _Parts, architecture: Mapping[str, Any], path: Path
         if key is not None and not isinstance(key, str):
             raise validate.FieldError(f"architecture.key must be a string, not {validate.shown(key)}")
         try:
-            parts.model = build_registered(str(key), architecture.get("config"), budget, state_dict=parts.state_dict, source=str(path))
+            config = architecture.get("config")
+            parts.model = build_registered(str(key), config, budget, state_dict=parts.state_dict, source=str(path))
             parts.model_note = f"rebuilt from the registered architecture {key!r}"
         except UnregisteredArchitecture as error:
             parts.model_note = f"{error}; only weights can be analyzed"
@@ -297,8 +302,12 @@ def _stored_probe(value: Any, path: Path) -> tuple[torch.Tensor | None, torch.Te
 def _introspect_extra(payload: Mapping[str, Any], warnings_: list[str], path: Path, budget: Budget) -> dict[str, Any]:
     """History (refused when malformed: analyzers rely on it), snapshots and initial weights (left out)."""
     snapshots = _optional(lambda value: _snapshots(value, budget), payload.get("snapshots"), warnings_, path)
-    initial = _optional(lambda value: validate.tensor_dict(value, "initial_weights"), payload.get("initial_weights"), warnings_, path)
-    return {"history": validate.history_of(payload.get("history")) or None, "snapshots": snapshots or None, "initial_weights": initial or {}}
+    initial = _optional_tensors(payload, "initial_weights", warnings_, path)
+    return {
+        "history": validate.history_of(payload.get("history")) or None,
+        "snapshots": snapshots or None,
+        "initial_weights": initial,
+    }
 
 
 def _introspect_metadata(
@@ -306,7 +315,7 @@ def _introspect_metadata(
 ) -> dict[str, Any]:
     """Config, hyperparameters and metrics (refused when malformed); the rest is left out with a warning."""
     nesting = budget.max_nesting
-    best = _optional(lambda value: validate.tensor_dict(value, "best_state_dict"), payload.get("best_state_dict"), warnings_, path)
+    best = _optional_tensors(payload, "best_state_dict", warnings_, path)
     return {
         "architecture": architecture.get("key"),
         "config": validate.checked_plain_mapping(architecture.get("config"), "architecture.config", nesting),
@@ -325,6 +334,14 @@ def _optional(check: Callable[[Any], Any], value: Any, warnings_: list[str], pat
     except validate.FieldError as error:
         warnings_.append(f"{path}: {error}; it was left out")
         return None
+
+
+def _optional_tensors(
+    payload: Mapping[str, Any], field: str, warnings_: list[str], path: Path
+) -> dict[str, torch.Tensor]:
+    """The named tensors of an optional field, or ``{}`` with a warning when it is malformed."""
+    check = functools.partial(validate.tensor_dict, field=field)
+    return _optional(check, payload.get(field), warnings_, path) or {}
 
 
 def _snapshots(value: Any, budget: Budget) -> dict[str, Any]:
@@ -449,6 +466,8 @@ def guess_input_shape(state_dict: Mapping[str, torch.Tensor]) -> tuple[int, ...]
     for name, tensor in state_dict.items():
         if not name.endswith("weight") or not isinstance(tensor, torch.Tensor):
             continue
+        if tensor.numel() == 0:
+            return None  # an empty weight implies no usable input shape
         if tensor.dim() == 2:
             return (int(tensor.shape[1]),)
         if tensor.dim() == 4:

@@ -64,7 +64,8 @@ def _probe_description(subject: Subject) -> str:
     size = int(subject.probe_inputs.shape[0])
     if subject.probe_is_synthetic:
         return f"{size} random inputs (no probe was stored or given)"
-    return f"{size} inputs"
+    note = subject.metadata.get("probe_note")  # e.g. "probe cut from 5000 to 256 inputs (--max-probe)"
+    return f"{size} inputs ({note})" if note else f"{size} inputs"
 
 
 def build_manifest(

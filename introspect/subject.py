@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from introspect import validate
 from introspect._lazy import lazy_import
 from introspect.needs import Needs
 
@@ -64,22 +65,24 @@ class Task:
         }
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> Task:
-        """Inverse of :meth:`to_dict`; missing keys take their defaults."""
-        image_shape = values.get("image_shape")
+    def from_dict(cls, values: Any) -> Task:
+        """Inverse of :meth:`to_dict`; missing keys take their defaults.
+
+        Raises:
+            FieldError: ``values`` is not a dict, or a field is of the wrong type or out of range
+                (the message names it, e.g. ``task.image_shape``).
+        """
+        values = validate.mapping_or_empty(values, "task")
+        image_shape = validate.shape_or_none(values.get("image_shape"), "task.image_shape", length=3)
         return cls(
-            kind=str(values.get("kind") or "unknown"),
-            input_shape=_tuple_or_none(values.get("input_shape")),
-            image_shape=tuple(int(v) for v in image_shape) if image_shape else None,  # type: ignore[arg-type]
-            class_names=tuple(str(name) for name in values.get("class_names") or ()),
-            normalization=values.get("normalization"),
-            dataset=str(values.get("dataset") or ""),
-            domain=_tuple_or_none(values.get("domain"), float),  # type: ignore[arg-type]
+            kind=validate.task_kind(values.get("kind")),
+            input_shape=validate.shape_or_none(values.get("input_shape"), "task.input_shape"),
+            image_shape=image_shape,  # type: ignore[arg-type]
+            class_names=validate.class_names(values.get("class_names")),
+            normalization=validate.normalization(values.get("normalization")),
+            dataset=validate.dataset_name(values.get("dataset")),
+            domain=validate.domain(values.get("domain")),
         )
-
-
-def _tuple_or_none(values: Any, cast: type = int) -> tuple | None:
-    return tuple(cast(v) for v in values) if values else None
 
 
 @dataclasses.dataclass(frozen=True)

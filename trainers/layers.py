@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
+
+from introspect.validate import ConfigError, check_config_fields
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
@@ -111,11 +112,14 @@ def seeded(seed: int) -> Iterator[None]:
 def config_from_dict(config_class: type[ConfigT], values: Mapping[str, Any]) -> ConfigT:
     """Rebuild a config dataclass from a checkpoint's plain dict (lists become tuples).
 
+    Every architecture factory goes through here, so the fields are checked against the
+    dataclass's field types (int, float, str, bool, tuples) before the dataclass is built.
+
     Raises:
-        ValueError: a key that the config does not have.
+        ValueError: a key that the config does not have, or a value of the wrong type (an
+            ``introspect.validate.ConfigError`` naming the field).
     """
-    names = {field.name for field in dataclasses.fields(config_class)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"{config_class.__name__} has no field(s) {', '.join(unknown)}; fields: {', '.join(sorted(names))}")
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{config_class.__name__} needs a dict of field values, not {type(values).__name__}")
+    check_config_fields(config_class, values, f"{config_class.__name__} config")  # type: ignore[arg-type]
     return config_class(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
