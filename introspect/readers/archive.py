@@ -42,6 +42,7 @@ class Archive:
     root: str
     sizes: dict[str, int]
     kind: str
+    zip: zipfile.ZipFile = dataclasses.field(repr=False, compare=False)  # kept open: parsing a big directory is slow
 
     def has(self, name: str) -> bool:
         return name in self.sizes
@@ -51,7 +52,7 @@ class Archive:
         if name not in self.sizes:
             raise CheckpointError(f"{self.path}: the archive has no entry {name!r}")
         try:
-            with zipfile.ZipFile(_seekable(self.source)) as archive, archive.open(self.root + name) as handle:
+            with self.zip.open(self.root + name) as handle:
                 data = handle.read(self.sizes[name] + 1)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
             raise CheckpointError(f"{self.path}: entry {name!r} cannot be read ({type(error).__name__})") from None
@@ -135,7 +136,10 @@ def open_archive(path: Path, budget: Budget, source: Path | bytes | None = None)
             bytes can hold (``budget.max_inflation`` times).
     """
     source = path if source is None else source
-    infos = _entry_infos(source, path)
+    archive = _open_zip(source, path)
+    infos = archive.infolist()
+    if len(infos) > MAX_ZIP_ENTRIES:
+        raise BudgetError(f"{path}: holds {len(infos)} zip entries, more than the {MAX_ZIP_ENTRIES} allowed")
     root = common_root([info.filename for info in infos], path)
     total = 0
     for info in infos:
@@ -143,7 +147,8 @@ def open_archive(path: Path, budget: Budget, source: Path | bytes | None = None)
         total += info.file_size
     budget.check_bytes(total, f"{path}: the archive's entries")
     sizes = {info.filename[len(root):]: info.file_size for info in infos}
-    return Archive(path=path, source=source, root=root, sizes=sizes, kind=zip_kind([info.filename for info in infos], path))
+    kind = zip_kind([info.filename for info in infos], path)
+    return Archive(path=path, source=source, root=root, sizes=sizes, kind=kind, zip=archive)
 
 
 def _check_inflation(info: zipfile.ZipInfo, budget: Budget, path: Path) -> None:
@@ -162,16 +167,13 @@ def _seekable(source: Path | bytes) -> Path | io.BytesIO:
     return io.BytesIO(source) if isinstance(source, bytes) else source
 
 
-def _entry_infos(source: Path | bytes, path: Path) -> list[zipfile.ZipInfo]:
+def _open_zip(source: Path | bytes, path: Path) -> zipfile.ZipFile:
     try:
-        with zipfile.ZipFile(_seekable(source)) as archive:
-            infos = archive.infolist()
+        return zipfile.ZipFile(_seekable(source))
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         raise CheckpointError(f"{path}: is truncated or corrupted (the zip archive cannot be read)") from None
-    if len(infos) > MAX_ZIP_ENTRIES:
-        raise BudgetError(f"{path}: holds {len(infos)} zip entries, more than the {MAX_ZIP_ENTRIES} allowed")
-    return infos
 
 
 def _entry_names(path: Path) -> list[str]:
-    return [info.filename for info in _entry_infos(path, path)]
+    with _open_zip(path, path) as archive:
+        return archive.namelist()
