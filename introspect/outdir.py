@@ -376,7 +376,7 @@ def _alive(pid: int) -> bool:
         return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: larger than any pid can be
         return False
     except OSError:
         return True  # PermissionError: it exists, under another user
