@@ -7,6 +7,10 @@ from typing import Any
 from introspect.manifest import plain, subject_header
 from introspect.subject import Subject
 
+#: Layers listed by the text form; the JSON form lists all of them.
+MAX_LISTED_LAYERS = 200
+MAX_NAME_WIDTH = 100
+
 
 def describe_checkpoint(subject: Subject) -> dict[str, Any]:
     """Format, architecture, parameter counts, layers with shapes, task, metrics and probe size."""
@@ -25,6 +29,7 @@ def describe_checkpoint(subject: Subject) -> dict[str, Any]:
         "probe": header["probe"],
         "history_epochs": len((subject.history or {}).get("epoch", [])),
         "available": [flag.name.lower() for flag in type(subject.available()) if flag and flag in subject.available()],
+        "warnings": list(subject.metadata.get("warnings") or []),
     }
 
 
@@ -46,7 +51,20 @@ def format_description(description: dict[str, Any]) -> str:
         f"can run       {', '.join(description['available'])}",
     ]
     lines += [f"metric        {key} = {value}" for key, value in description["metrics"].items()]
+    lines += [f"warning       {warning}" for warning in description.get("warnings", [])]
     lines.append("layers:")
-    width = max((len(layer["name"]) for layer in description["layers"]), default=0)
-    lines += [f"  {layer['name']:<{width}}  {tuple(layer['shape'])}" for layer in description["layers"]]
-    return "\n".join(lines)
+    return "\n".join(lines + _layer_lines(description["layers"]))
+
+
+def _layer_lines(layers: list[dict[str, Any]]) -> list[str]:
+    """One aligned line per layer, names shortened, at most :data:`MAX_LISTED_LAYERS` of them."""
+    names = [_shortened(layer["name"]) for layer in layers[:MAX_LISTED_LAYERS]]
+    width = max((len(name) for name in names), default=0)
+    lines = [f"  {name:<{width}}  {tuple(layer['shape'])}" for name, layer in zip(names, layers)]
+    if len(layers) > MAX_LISTED_LAYERS:
+        lines.append(f"  ... and {len(layers) - MAX_LISTED_LAYERS:,} more (introspect info --json lists them all)")
+    return lines
+
+
+def _shortened(name: str) -> str:
+    return name if len(name) <= MAX_NAME_WIDTH else name[: MAX_NAME_WIDTH - 1] + "…"

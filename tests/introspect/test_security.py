@@ -187,3 +187,15 @@ def test_a_format_is_decided_from_the_content_not_the_name(tmp_path: Path) -> No
     assert sniff_format(export) == "export"
     assert sniff_format(tmp_path / "script.pt2") == "torchscript"
     assert sniff_format(tmp_path / "weights.pt2") == "torch-zip"
+
+
+def test_info_lists_a_bounded_number_of_layers_with_short_names(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from introspect.describe import MAX_LISTED_LAYERS
+
+    state = {f"layer{index}.weight": torch.ones(2, 2) for index in range(MAX_LISTED_LAYERS + 50)}
+    state["x" * 100_000] = torch.ones(2, 2)
+    torch.save(state, tmp_path / "many.pt")
+    code, out, _ = exit_code_of(["info", str(tmp_path / "many.pt")], capsys)
+    layer_lines = out.split("layers:\n")[1].splitlines()
+    assert code == 0 and len(layer_lines) == MAX_LISTED_LAYERS + 1
+    assert layer_lines[-1].strip().startswith("... and 51 more") and max(len(line) for line in out.splitlines()) < 400
