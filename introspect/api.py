@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from introspect.errors import PluginError
 from introspect.gallery import write_gallery
 from introspect.outdir import claim_output_dir
 from introspect.registry import Registry
-from introspect.runner import ProgressCallback, run_analyzers
+from introspect.runner import ProgressCallback, run_analyzers, within_limit
 from introspect.spec import AnalyzerSpec
 from introspect.subject import Subject, Task
 
@@ -96,18 +97,24 @@ def analyze(
         registry: the analyzers to choose from (default: built-ins and plugins).
         options: per-analyzer keyword arguments, by analyzer name.
         progress: called as ``progress(done, total, result)`` after each analyzer.
-        timeout: seconds each analyzer may run before it is stopped and recorded as failed.
+        timeout: seconds each phase may take: loading (with the probe check), each analyzer and
+            the gallery writing. An analyzer past it is stopped and recorded as failed; loading or
+            writing past it raises :class:`~introspect.runner.PhaseTimeout` (no gallery is left
+            behind). A phase stuck in native code a few seconds after it ends the process (exit 2).
         **load_options: fields of :class:`~introspect.loading.LoadOptions` for checkpoint paths.
     """
     # The folder is checked and locked before any work, and stays locked until the gallery is in place.
     with claim_output_dir(out_dir, force=force) if out_dir is not None else contextlib.nullcontext():
         registry = registry or Registry.default(load_plugins=load_options.pop("load_plugins", None))
         specs = _selected(registry, analyzers, exclude)
-        subject = _subject_for(target, inputs, labels, task, load_options)
+        load = functools.partial(_subject_for, target, inputs, labels, task, load_options)
+        subject = within_limit(load, timeout, f"loading {_shown(target)}", f"{_shown(target)}: did not finish loading")
         results = tuple(run_analyzers(subject, specs, options=options, progress=progress, timeout=timeout))
         index_path = None
         if out_dir is not None:
-            index_path = write_gallery(subject, specs, results, out_dir, force=force)
+            write = functools.partial(write_gallery, subject, specs, results, out_dir, force=force)
+            failure = f"{out_dir}: the gallery was not written"
+            index_path = within_limit(write, timeout, f"writing the gallery {out_dir}", failure, gallery=out_dir)
     return AnalysisReport(
         subject=subject, results=results, specs=tuple(specs), index_path=index_path, plugin_problems=tuple(registry.problems)
     )
@@ -131,3 +138,8 @@ def _subject_for(target: Any, inputs: Any, labels: Any, task: Task | None, load_
 
         return load_checkpoint(target, **load_options)
     return Subject.from_model(target, inputs, labels, task=task, seed=int(load_options.get("seed", 0)))
+
+
+def _shown(target: Any) -> str:
+    """A checkpoint path as given; a module or subject by its kind (its repr may be huge)."""
+    return str(target) if isinstance(target, (str, os.PathLike)) else f"the {type(target).__name__[:60]}"

@@ -13,6 +13,14 @@ if TYPE_CHECKING:
 
 _SLUG_UNSAFE = re.compile(r"[^a-z0-9_-]+")
 
+#: Figures and animations one analyzer may return; the runner drops any beyond (plugins too).
+MAX_FIGURES_PER_ANALYZER = 48
+#: Rows of one table; longer ones end in a row saying how many more there were.
+MAX_TABLE_ROWS = 1000
+#: Characters of an artifact's name and layer, and of its caption, kept for the manifest and page.
+MAX_NAME_CHARS = 1000
+MAX_CAPTION_CHARS = 4000
+
 
 def slugify(text: str, max_length: int = 60) -> str:
     """A file-name-safe version of ``text``: lower-case ASCII letters, digits, ``_`` and ``-``.
@@ -57,8 +65,13 @@ class Artifact:
         outputs = [self.figure is not None, self.frames is not None, self.table is not None]
         if sum(outputs) != 1:
             raise ValueError(
-                f"artifact {self.name!r} must carry exactly one of figure, frames or table"
+                f"artifact {_cut(str(self.name), 200)!r} must carry exactly one of figure, frames or table"
             )
+        # Names come from the file and can be any length: keep the manifest and page bounded.
+        object.__setattr__(self, "name", _cut(str(self.name), MAX_NAME_CHARS))
+        object.__setattr__(self, "caption", _cut(str(self.caption), MAX_CAPTION_CHARS))
+        if self.layer is not None:
+            object.__setattr__(self, "layer", _cut(str(self.layer), MAX_NAME_CHARS))
 
     @property
     def kind(self) -> str:
@@ -70,9 +83,26 @@ class Artifact:
         return "table"
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def capped_rows(rows: Sequence[Mapping[str, Any]], first_column: str, limit: int = MAX_TABLE_ROWS) -> list[dict]:
+    """At most ``limit`` of ``rows``, then one row saying ``and N more`` in ``first_column`` when cut."""
+    kept = [dict(row) for row in rows[:limit]]
+    if len(rows) > limit:
+        kept.append({key: (f"and {len(rows) - limit:,} more" if key == first_column else None) for key in kept[0]})
+    return kept
+
+
 @dataclasses.dataclass(frozen=True)
 class AnalyzerResult:
-    """The outcome of running one analyzer on one subject."""
+    """The outcome of running one analyzer on one subject.
+
+    Attributes:
+        warnings: Python warnings (numpy, torch, matplotlib) raised while the analyzer ran,
+            one line each, recorded here instead of printed.
+    """
 
     name: str
     status: str  # "ok" | "skipped" | "failed"
@@ -81,6 +111,7 @@ class AnalyzerResult:
     artifacts: tuple[Artifact, ...] = ()
     summary: str = ""
     traceback: str = ""
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,13 @@ def checkpoint_options(command: Any) -> Any:
 @click.option("-o", "--out", "out_dir", type=click.Path(), metavar="DIRECTORY", help="Gallery folder [default: introspect-<checkpoint name>].")
 @click.option("--force", is_flag=True, help="Replace the gallery folder if it exists.")
 @click.option("--no-plugins", is_flag=True, help="Use only the built-in analyzers.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Stop an analyzer that runs longer and record it as failed.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Time each phase may take: loading (with the --probe check), each analyzer, the gallery writing. "
+    "An analyzer past it is recorded as failed; loading or writing past it stops with exit 2 and no gallery.",
+)
 @click.option("--open", "open_browser", is_flag=True, help="Open the gallery in the default browser when there is one.")
 @checkpoint_options
 def analyze(checkpoints: tuple[str, ...], select_all: bool, names: tuple[str, ...], exclude: tuple[str, ...], out_dir: str | None, force: bool, no_plugins: bool, timeout: float | None, open_browser: bool, **loading: Any) -> int:
@@ -118,7 +125,6 @@ def analyze(checkpoints: tuple[str, ...], select_all: bool, names: tuple[str, ..
     With several checkpoints the gallery has a page per checkpoint and an index listing them.
     """
     from introspect.api import analyze as run_analysis
-    from introspect.gallery import write_collection
     from introspect.outdir import claim_output_dir
     from introspect.registry import Registry
 
@@ -152,11 +158,26 @@ def analyze(checkpoints: tuple[str, ...], select_all: bool, names: tuple[str, ..
         for result in reports[-1].results:
             if result.status == "failed":
                 click.echo(f"introspect: {checkpoint}: {result.name} failed: {result.reason}", err=True)
-    index = reports[0].index_path if single else write_collection([(Path(c).stem, r) for c, r in zip(checkpoints, reports)], out_dir, force=force)
+    index = reports[0].index_path if single else _write_collection(checkpoints, reports, out_dir, force, timeout)
     click.echo(str(index))
     if open_browser:
         open_in_browser(Path(index))
     return max(report.exit_code for report in reports)
+
+
+def _write_collection(
+    checkpoints: tuple[str, ...], reports: list[Any], out_dir: str, force: bool, timeout: float | None
+) -> Any:
+    """The multi-checkpoint gallery, written within ``timeout`` like a single page."""
+    import functools
+
+    from introspect.gallery import write_collection
+    from introspect.runner import within_limit
+
+    pages = [(Path(checkpoint).stem, report) for checkpoint, report in zip(checkpoints, reports)]
+    write = functools.partial(write_collection, pages, out_dir, force=force)
+    failure = f"{out_dir}: the gallery was not written"
+    return within_limit(write, timeout, f"writing the gallery {out_dir}", failure, gallery=out_dir)
 
 
 def usage_line(error: click.ClickException) -> str:
@@ -223,8 +244,10 @@ def info(checkpoint: str, as_json: bool, **loading: Any) -> int:
     from introspect.describe import describe_checkpoint, format_description
     from introspect.loading import load_checkpoint
 
-    subject = load_checkpoint(checkpoint, **load_options_from(**loading))
-    description = describe_checkpoint(subject)
+    with warnings.catch_warnings():  # numpy/torch notices while reading are noise, not the description
+        warnings.simplefilter("ignore")
+        subject = load_checkpoint(checkpoint, **load_options_from(**loading))
+        description = describe_checkpoint(subject)
     click.echo(json.dumps(description, indent=2) if as_json else format_description(description))
     return 0
 

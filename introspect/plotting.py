@@ -1,9 +1,15 @@
-"""Figure helpers shared by analyzers: pyplot-free figures, montages and colour scales."""
+"""Figure helpers shared by analyzers: pyplot-free figures, montages, colour scales and bounded text.
+
+Names that reach a figure (layer names, class names, module class names) come from the file, so
+they can be any length: a 1 MB layer name made ``savefig`` take a minute. :func:`short_label`
+cuts a name at the place it enters a figure, and :func:`limit_figure_text` is the backstop the
+runner applies to every figure an analyzer returns (and :func:`figure_to_array` before drawing).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -11,8 +17,111 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.text import Text
 
 MAX_PANELS = 64
+#: Characters of a name (layer, class) drawn in a figure; longer ones end in an ellipsis.
+MAX_LABEL_CHARS = 60
+#: Characters of a name kept in the manifest and on the page.
+MAX_NAME_CHARS = 1000
+#: Backstop for any text in a figure: characters per line and lines per text object. Wide
+#: enough for the analyzers' own titles; names are cut much shorter by :func:`short_label`.
+MAX_TEXT_LINE_CHARS = 240
+MAX_TEXT_LINES = 8
+ELLIPSIS = "\u2026"
+
+
+def short_label(text: object, limit: int = MAX_LABEL_CHARS) -> str:
+    """``text`` on one line and at most ``limit`` characters, ending in an ellipsis when cut."""
+    value = str(text)
+    # A name with line breaks would stack lines over the neighbouring panels: one line only.
+    flat = " ".join(value.split()) if any(char in value for char in "\n\r\t\v\f") else value
+    return flat if len(flat) <= limit else flat[: max(0, limit - 1)] + ELLIPSIS
+
+
+def bounded_text(text: object, limit: int = MAX_NAME_CHARS) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis: for names in the manifest and page."""
+    value = str(text)
+    return value if len(value) <= limit else value[: max(0, limit - 1)] + ELLIPSIS
+
+
+def _bounded_lines(text: str) -> str:
+    lines = text.split("\n")
+    if len(lines) <= MAX_TEXT_LINES and all(len(line) <= MAX_TEXT_LINE_CHARS for line in lines):
+        return text
+    kept = [short_label(line, MAX_TEXT_LINE_CHARS) for line in lines[:MAX_TEXT_LINES]]
+    if len(lines) > MAX_TEXT_LINES:
+        kept[-1] = short_label(kept[-1] + ELLIPSIS, MAX_TEXT_LINE_CHARS)
+    return "\n".join(kept)
+
+
+def limit_figure_text(figure: Figure) -> Figure:
+    """Cut every text of ``figure`` (titles, labels, legends, annotations, tick labels) to bounded size.
+
+    Tick labels given as strings live in the axis formatters until the figure is drawn, so
+    those are cut there: fixed labels in place, others through a wrapping formatter. Texts are
+    walked explicitly: ``findobj`` would create every tick of every axis, which costs seconds.
+    """
+    for text in _texts(figure):
+        value = text.get_text()
+        bounded = _bounded_lines(value)
+        if bounded is not value:
+            text.set_text(bounded)
+    for axes in _all_axes(figure):
+        for axis in (axes.xaxis, axes.yaxis):
+            _bound_formatter(axis, major=True)
+            _bound_formatter(axis, major=False)
+    return figure
+
+
+def _figures(figure: object) -> list[object]:
+    """The figure and its subfigures, at any depth."""
+    return [figure, *(nested for sub in getattr(figure, "subfigs", []) for nested in _figures(sub))]
+
+
+def _all_axes(figure: object) -> list[Axes]:
+    """The axes of a figure and its subfigures, and their inset axes, each once."""
+    pending = [axes for level in _figures(figure) for axes in getattr(level, "axes", [])]
+    found: dict[int, Axes] = {}
+    while pending:
+        axes = pending.pop()
+        if id(axes) not in found:
+            found[id(axes)] = axes
+            pending.extend(getattr(axes, "child_axes", []))
+    return list(found.values())
+
+
+def _texts(figure: object) -> Iterator[Text]:
+    """Every text artist of a figure except tick labels (which come from the formatters)."""
+    for level in _figures(figure):
+        yield from getattr(level, "texts", [])
+        for legend in getattr(level, "legends", []):
+            yield from (*legend.texts, legend.get_title())
+    for axes in _all_axes(figure):
+        yield from (axes.title, axes._left_title, axes._right_title, axes.xaxis.label, axes.yaxis.label, *axes.texts)
+        legend = axes.get_legend()
+        if legend is not None:
+            yield from (*legend.texts, legend.get_title())
+        for table in axes.tables:
+            yield from (cell.get_text() for cell in table.get_celld().values())
+
+
+def _bound_formatter(axis: object, *, major: bool) -> None:
+    """Bound the labels an axis formatter will draw; numeric formatters are left alone (and default).
+
+    String labels sit in a FixedFormatter, in a FuncFormatter (``set_xticks(ticks, labels)`` on
+    fixed ticks) or in a StrCategoryFormatter (bars drawn against names); the last two are wrapped.
+    """
+    from matplotlib.category import StrCategoryFormatter
+    from matplotlib.ticker import FixedFormatter, FuncFormatter
+
+    formatter = axis.get_major_formatter() if major else axis.get_minor_formatter()
+    if isinstance(formatter, FixedFormatter):
+        formatter.seq = [_bounded_lines(str(label)) for label in formatter.seq]
+    elif isinstance(formatter, (FuncFormatter, StrCategoryFormatter)) and not getattr(formatter, "bounded", False):
+        bounded = FuncFormatter(lambda value, position=None: _bounded_lines(str(formatter(value, position))))
+        bounded.bounded = True
+        axis.set_major_formatter(bounded) if major else axis.set_minor_formatter(bounded)
 
 
 def new_figure(width: float = 6.4, height: float = 4.0, dpi: int = 100) -> Figure:
@@ -70,6 +179,7 @@ def symmetric_limit(values: np.ndarray | Sequence[float]) -> float:
 
 
 def figure_to_array(figure: Figure) -> np.ndarray:
-    """Render ``figure`` to an (H, W, 3) uint8 array."""
+    """Render ``figure`` to an (H, W, 3) uint8 array (its text bounded first, see :func:`limit_figure_text`)."""
+    limit_figure_text(figure)
     figure.canvas.draw()
     return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()

@@ -1,24 +1,39 @@
-"""Running analyzers: the common work done once, one failure never stopping the rest."""
+"""Running analyzers: the common work done once, one failure never stopping the rest.
+
+``--timeout`` gives each phase of an analysis the same limit: loading (with the probe check),
+each analyzer, and the gallery writing. A phase past its limit is stopped by SIGALRM
+(:func:`time_limit`) raising :class:`AnalyzerTimeout`, a ``BaseException`` that model code
+catching ``Exception`` cannot swallow; one that still runs :data:`~introspect.watchdog.GRACE_SECONDS`
+later (native code, a bare ``except:``) ends the process (:mod:`introspect.watchdog`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import threading
 import time
 import traceback
-from collections.abc import Iterator
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from introspect.artifacts import AnalyzerResult, Artifact
+from introspect.artifacts import MAX_FIGURES_PER_ANALYZER, MAX_TABLE_ROWS, AnalyzerResult, Artifact, capped_rows
 from introspect.capture import evaluation_mode
-from introspect.errors import SkipAnalyzer
+from introspect.errors import IntrospectError, SkipAnalyzer
+from introspect.plotting import MAX_NAME_CHARS, bounded_text, limit_figure_text
 from introspect.spec import AnalyzerSpec
 from introspect.subject import Subject
+from introspect.watchdog import hard_limit
 
 if TYPE_CHECKING:
+    import os
+
     import torch
+
+T = TypeVar("T")
+MAX_WARNINGS = 20
 
 ProgressCallback = Callable[[int, int, AnalyzerResult], None]
 
@@ -41,7 +56,8 @@ def run_analyzers(
         specs: the analyzers, in order.
         options: per-analyzer keyword arguments, by analyzer name.
         progress: called as ``progress(done, total, result)`` after each analyzer.
-        timeout: seconds each analyzer may take before it is stopped and recorded as failed.
+        timeout: seconds each analyzer may take before it is stopped and recorded as failed; one
+            still running some seconds later (in native code) ends the process with exit code 2.
     """
     specs = list(specs)
     results = []
@@ -53,16 +69,37 @@ def run_analyzers(
     return results
 
 
-class AnalyzerTimeout(Exception):
-    """An analyzer ran past its time limit."""
+class AnalyzerTimeout(BaseException):
+    """A phase (an analyzer, loading, the gallery writing) ran past its time limit.
+
+    A ``BaseException`` like ``KeyboardInterrupt``, so that model code catching ``Exception`` in
+    a loop cannot swallow it.
+
+    Attributes:
+        limit: the :func:`time_limit` block that raised it, so that only that block's owner
+            turns it into a result; an outer limit's timeout passes through.
+    """
+
+    def __init__(self, message: str, limit: object = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class PhaseTimeout(IntrospectError):
+    """Loading, the probe check or the gallery writing ran past ``--timeout``: one sentence, exit 2."""
 
 
 @contextlib.contextmanager
-def time_limit(seconds: float | None) -> Iterator[None]:
+def time_limit(seconds: float | None, *, limit: object = None) -> Iterator[None]:
     """Raise :class:`AnalyzerTimeout` in the block after ``seconds`` (main thread, Unix only).
 
-    A signal interrupts the analyzer between Python bytecodes, so it stops even inside a long
-    loop; elsewhere (another thread, Windows) the block runs without a limit.
+    A signal interrupts the block between Python bytecodes, so it stops even inside a long
+    loop; elsewhere (another thread, Windows) only the hard stop of :mod:`introspect.watchdog`
+    applies. Native code that never returns to Python is not interrupted by this.
+
+    Args:
+        seconds: the limit; ``None`` or 0 sets none.
+        limit: any object, carried by the exception as ``limit`` to say which block raised it.
     """
     usable = seconds and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
     if not usable:
@@ -70,7 +107,7 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         return
 
     def expire(signum: int, frame: object) -> None:
-        raise AnalyzerTimeout(f"ran past the time limit of {seconds:g} s")
+        raise AnalyzerTimeout(f"ran past the time limit of {seconds:g} s", limit)
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -81,32 +118,121 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def run_one(subject: Subject, spec: AnalyzerSpec, options: Mapping[str, Any] | None = None, *, timeout: float | None = None) -> AnalyzerResult:
-    """Run one analyzer with its needs checked, the model protected and failures captured."""
+def within_limit(
+    func: Callable[[], T], seconds: float | None, what: str, failure: str, *,
+    gallery: str | os.PathLike[str] | None = None,
+) -> T:
+    """``func()`` with ``seconds`` to finish, Python warnings kept off stderr.
+
+    Args:
+        func: the phase.
+        seconds: its limit (``None``: none).
+        what: the phase for the hard stop's message, e.g. ``"loading model.pt"``.
+        failure: what the :class:`PhaseTimeout` says when the phase runs past ``seconds``, e.g.
+            ``"model.pt: did not finish loading"``; ``" within --timeout N s"`` is added.
+        gallery: the gallery folder the phase writes (its staging folders go when the process is ended).
+
+    Raises:
+        PhaseTimeout: the phase ran past ``seconds``.
+    """
+    limit = object()
+    try:
+        with hard_limit(seconds, what, gallery=gallery), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with time_limit(seconds, limit=limit):
+                return func()
+    except AnalyzerTimeout as error:
+        if error.limit is not limit:
+            raise
+        raise PhaseTimeout(f"{failure} within --timeout {seconds:g} s") from None
+
+
+def run_one(
+    subject: Subject, spec: AnalyzerSpec, options: Mapping[str, Any] | None = None, *, timeout: float | None = None
+) -> AnalyzerResult:
+    """Run one analyzer with its needs checked, the model protected and failures captured.
+
+    Python warnings it raises are recorded in the result instead of printed.
+    """
     missing = subject.missing_reason(spec.needs)
     if missing:
         return AnalyzerResult(name=spec.name, status="skipped", reason=missing)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _run_guarded(subject, spec, dict(options or {}), timeout)
+    return dataclasses.replace(result, warnings=warning_lines(caught)) if caught else result
+
+
+def _run_guarded(
+    subject: Subject, spec: AnalyzerSpec, options: dict[str, Any], timeout: float | None
+) -> AnalyzerResult:
+    """The analyzer inside its time limits; a timeout of its own limit becomes a failed result."""
     start = time.perf_counter()
+    limit = object()
     try:
-        with _protected(subject), time_limit(timeout):
-            artifacts = spec.func(subject, **dict(options or {}))
-        _check_artifacts(spec, artifacts)
+        with hard_limit(timeout, f"the analyzer {spec.name}"), _protected(subject), time_limit(timeout, limit=limit):
+            artifacts = spec.func(subject, **options)
+        artifacts, note = bounded_artifacts(spec, artifacts)
     except SkipAnalyzer as skip:
         return AnalyzerResult(name=spec.name, status="skipped", reason=str(skip), seconds=time.perf_counter() - start)
+    except AnalyzerTimeout as error:
+        if error.limit is not limit:  # an outer limit's: not this analyzer's to record
+            raise
+        return _failed(spec, str(error), start)
     except Exception as error:  # an analyzer may fail in any way; the others still run
-        return AnalyzerResult(
-            name=spec.name,
-            status="failed",
-            reason=f"{type(error).__name__}: {error}",
-            seconds=time.perf_counter() - start,
-            traceback=traceback.format_exc(),
-        )
-    return AnalyzerResult(name=spec.name, status="ok", seconds=time.perf_counter() - start, artifacts=tuple(artifacts))
+        return _failed(spec, f"{type(error).__name__}: {error}", start)
+    seconds = time.perf_counter() - start
+    return AnalyzerResult(name=spec.name, status="ok", seconds=seconds, artifacts=tuple(artifacts), summary=note)
+
+
+def _failed(spec: AnalyzerSpec, reason: str, start: float) -> AnalyzerResult:
+    return AnalyzerResult(
+        name=spec.name,
+        status="failed",
+        reason=bounded_text(reason, MAX_NAME_CHARS),
+        seconds=time.perf_counter() - start,
+        traceback=traceback.format_exc(),
+    )
+
+
+def warning_lines(caught: list[warnings.WarningMessage]) -> tuple[str, ...]:
+    """Distinct warnings as ``Category: message`` lines, at most :data:`MAX_WARNINGS`."""
+    lines = dict.fromkeys(bounded_text(f"{item.category.__name__}: {item.message}", 500) for item in caught)
+    return tuple(list(lines)[:MAX_WARNINGS])
 
 
 def _check_artifacts(spec: AnalyzerSpec, artifacts: Any) -> None:
     if not isinstance(artifacts, (list, tuple)) or not all(isinstance(item, Artifact) for item in artifacts):
         raise TypeError(f"analyzer {spec.name!r} must return a list of Artifact, not {type(artifacts).__name__}")
+
+
+def bounded_artifacts(spec: AnalyzerSpec, artifacts: Any) -> tuple[list[Artifact], str]:
+    """The artifacts checked and bounded, whoever wrote the analyzer, and a note on what was dropped.
+
+    At most :data:`~introspect.artifacts.MAX_FIGURES_PER_ANALYZER` figures and animations are
+    kept (tables always), tables are cut to :data:`~introspect.artifacts.MAX_TABLE_ROWS` rows,
+    and the text of each figure is bounded (:func:`~introspect.plotting.limit_figure_text`).
+    """
+    _check_artifacts(spec, artifacts)
+    kept, figures, dropped = [], 0, 0
+    for artifact in artifacts:
+        if artifact.table is None:
+            figures += 1
+            if figures > MAX_FIGURES_PER_ANALYZER:
+                dropped += 1
+                continue
+        if artifact.figure is not None:
+            limit_figure_text(artifact.figure)
+        if artifact.table is not None and len(artifact.table) > MAX_TABLE_ROWS + 1:  # + its "and N more" row
+            first = next(iter(artifact.table[0]), "row")
+            artifact = dataclasses.replace(artifact, table=capped_rows(list(artifact.table), first))
+        kept.append(artifact)
+    if not dropped:
+        return kept, ""
+    note = f"{dropped} more figures were left out (at most {MAX_FIGURES_PER_ANALYZER} per analyzer)"
+    last = max(index for index, artifact in enumerate(kept) if artifact.table is None)
+    kept[last] = dataclasses.replace(kept[last], caption=f"{kept[last].caption} {note}.")
+    return kept, note
 
 
 class _protected:

@@ -21,7 +21,7 @@ import numpy as np
 from introspect._lazy import lazy_import
 from introspect.capture import evaluation_mode, leaf_layers, recording
 from introspect.errors import SkipAnalyzer
-from introspect.plotting import montage, new_figure
+from introspect.plotting import montage, new_figure, short_label
 
 if TYPE_CHECKING:
     import torch
@@ -167,11 +167,12 @@ def _title(subject: Subject, targets: torch.Tensor | None, predictions: np.ndarr
     if subject.task.kind == "regression":
         return f"output {target}"
     names = subject.task.class_names
-    name = names[target] if 0 <= target < len(names) else str(target)
+    # Class names come from the file: cut to fit under one tile.
+    name = short_label(names[target], 20) if 0 <= target < len(names) else str(target)
     if predictions is None or int(predictions[row]) == target:
         return name
     predicted = int(predictions[row])
-    return f"{name}\n(pred {names[predicted] if 0 <= predicted < len(names) else predicted})"
+    return f"{name}\n(pred {short_label(names[predicted], 20) if 0 <= predicted < len(names) else predicted})"
 
 
 def affordable_passes(subject: Subject, macs: float) -> float:

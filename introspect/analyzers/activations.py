@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from introspect._lazy import lazy_import
-from introspect.artifacts import Artifact
+from introspect.artifacts import MAX_TABLE_ROWS, Artifact
 from introspect.capture import capture_activations, leaf_layers
 from introspect.needs import Needs
-from introspect.plotting import new_figure
+from introspect.plotting import bounded_text, new_figure, short_label
 from introspect.spec import analyzer
 
 if TYPE_CHECKING:
@@ -24,6 +24,9 @@ else:
 
 PASS_THROUGH_LAYERS = ("Dropout", "Dropout1d", "Dropout2d", "Flatten", "Identity", "Unflatten")
 MAX_LAYER_FIGURES = 24
+#: Axes over all figures: a dense layer's figure has one per probe input drawn (up to 4), so a
+#: deep dense network gets fewer figures; drawing is what costs time on a model of 5,000 layers.
+MAX_PANELS = 48
 MAX_STEM_UNITS = 256
 MAX_STEM_INPUTS = 4
 
@@ -65,18 +68,59 @@ def activations(subject: Subject, /, *, max_layers: int = MAX_LAYER_FIGURES) -> 
     layers = interesting_layers(subject.model)
     inputs = subject.probe_inputs.to(subject.device)
     outputs = capture_activations(subject.model, inputs, layers)
-    shown = evenly_spaced([name for name in layers if name in outputs], max_layers)
+    shown = _drawn_layers([name for name in layers if name in outputs], outputs, max_layers)
     left_out = len(outputs) - len(shown)
     artifacts = [_layer_artifact(name, outputs[name]) for name in shown]
     if left_out and artifacts:
         first = artifacts[0]
-        note = f" {left_out} of {len(outputs)} layers are not drawn (evenly spaced selection); their numbers are in the manifest."
+        note = f" {left_out} of {len(outputs)} layers are not drawn (evenly spaced); the table has their numbers."
         artifacts[0] = dataclasses.replace(first, caption=first.caption + note)
     if artifacts:
-        summary = {name: layer_statistics(output) for name, output in outputs.items()}
+        summary = all_layer_statistics(outputs)
         last = artifacts[-1]
         artifacts[-1] = dataclasses.replace(last, summary={**last.summary, "all_layers": summary})
+    if left_out and artifacts:
+        artifacts.append(_statistics_table(outputs, set(shown)))
     return artifacts
+
+
+def _drawn_layers(names: list[str], outputs: dict[str, torch.Tensor], max_layers: int) -> list[str]:
+    """The most evenly spaced layers, at most ``max_layers``, whose figures have at most MAX_PANELS axes."""
+    def panels(name: str) -> int:
+        return 1 if outputs[name].dim() >= 3 else min(MAX_STEM_INPUTS, len(outputs[name]))
+
+    count = min(max_layers, len(names))
+    while count > 1 and sum(panels(name) for name in evenly_spaced(names, count)) > MAX_PANELS:
+        count -= 1
+    return evenly_spaced(names, count)
+
+
+def all_layer_statistics(outputs: dict[str, torch.Tensor], limit: int = MAX_TABLE_ROWS) -> dict[str, dict]:
+    """:func:`layer_statistics` of the first ``limit`` layers, in batches rather than torch calls per layer."""
+    from introspect.analyzers._stats import tensor_statistics
+
+    names = list(outputs)[:limit]
+    numbers = tensor_statistics([outputs[name] for name in names], ddof=1)
+    statistics = {}
+    for index, name in enumerate(names):
+        single = numbers["numel"][index] <= 1
+        statistics[bounded_text(name)] = {
+            "shape": list(outputs[name].shape[1:]),
+            **{key: float(numbers[key][index]) for key in ("mean", "min", "max", "fraction_positive")},
+            "std": 0.0 if single else float(numbers["std"][index]),
+        }
+    return statistics
+
+
+def _statistics_table(outputs: dict[str, torch.Tensor], drawn: set[str]) -> Artifact:
+    statistics = all_layer_statistics(outputs)
+    table = [{"layer": name, "drawn": name in drawn, **numbers, "shape": "x".join(map(str, numbers["shape"]))}
+             for name, numbers in statistics.items()]
+    caption = f"Output statistics of the {len(outputs):,} layers over the probe batch (std with Bessel's correction)."
+    if len(outputs) > len(table):
+        table.append({key: (f"and {len(outputs) - len(table):,} more" if key == "layer" else None) for key in table[0]})
+        caption += f" The first {len(statistics):,} are listed."
+    return Artifact(name="all-layers", caption=caption, table=table, summary={"num_layers": len(outputs)})
 
 
 def _layer_artifact(name: str, output: torch.Tensor) -> Artifact:
@@ -103,7 +147,7 @@ def _dense_stems(name: str, output: torch.Tensor) -> tuple:
         axes.set_ylabel(f"input {index}", fontsize=8)
         axes.tick_params(labelsize=7)
     axes_list[-1].set_xlabel("unit")
-    figure.suptitle(f"{name}: unit outputs", fontsize=10)
+    figure.suptitle(f"{short_label(name)}: unit outputs", fontsize=10)
     more = f" (first {units} of {output.shape[1]} units)" if units < output.shape[1] else ""
     caption = f"Outputs of the {output.shape[1]} units of {name} for probe inputs {', '.join(map(str, picked))}{more}."
     return figure, caption
@@ -121,7 +165,7 @@ def _channel_summary(name: str, output: torch.Tensor) -> tuple:
     axes.set_xlabel("channel")
     axes.set_ylabel("output")
     axes.legend(fontsize=7)
-    axes.set_title(f"{name}: per-channel outputs {tuple(output.shape[1:])}", fontsize=10)
+    axes.set_title(f"{short_label(name)}: per-channel outputs {tuple(output.shape[1:])}", fontsize=10)
     caption = f"Mean output of each of the {len(means)} channels of {name} over the probe batch, with the range of values."
     return figure, caption
 

@@ -19,7 +19,7 @@ from introspect.artifacts import Artifact
 from introspect.capture import evaluation_mode, recording
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
-from introspect.plotting import grid_shape, montage, new_figure, symmetric_limit
+from introspect.plotting import grid_shape, montage, new_figure, short_label, symmetric_limit
 from introspect.spec import analyzer
 
 if TYPE_CHECKING:
@@ -99,7 +99,8 @@ def _strip_axes(axes: object, name: str, units: np.ndarray, low: float, high: fl
     if not np.array_equal(units, np.arange(len(units))):
         axes.set_xticks([])  # a subset of units: positions are not unit indices
     axes.tick_params(labelsize=6, length=2)
-    axes.set_ylabel(f"{name}\n[{low:.2g}, {high:.2g}]", rotation=0, ha="right", va="center", fontsize=6)
+    label = f"{short_label(name, 30)}\n[{low:.2g}, {high:.2g}]"
+    axes.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=6)
 
 
 def strip_values(values: dict[str, np.ndarray], names: list[str], max_units: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -265,7 +266,7 @@ def _bar_axes(axes: object, bars: tuple, class_names: tuple) -> None:
     _, shown, limits, label = bars
     axes.set_xlim(-0.5, len(shown) - 0.5)
     axes.set_ylim(*limits)
-    names = [class_names[index] if index < len(class_names) else str(index) for index in shown]
+    names = [short_label(class_names[index], 20) if index < len(class_names) else str(index) for index in shown]
     axes.set_xticks(range(len(shown)), names, rotation=45, ha="right", fontsize=6)
     axes.set_ylabel(label, fontsize=7)
     axes.tick_params(axis="y", labelsize=6)

@@ -10,11 +10,11 @@ import numpy as np
 
 from introspect._lazy import lazy_import
 from introspect.analyzers.activations import evenly_spaced, interesting_layers
-from introspect.artifacts import Artifact
+from introspect.artifacts import MAX_TABLE_ROWS, Artifact
 from introspect.capture import capture_activations, check_hookable, evaluation_mode, leaf_layers
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
-from introspect.plotting import new_figure, panel_grid
+from introspect.plotting import bounded_text, new_figure, panel_grid, short_label
 from introspect.spec import analyzer
 
 if TYPE_CHECKING:
@@ -171,15 +171,29 @@ def activation_health(
     health, calls = measure_layers(subject.model, subject.probe_inputs.to(subject.device), measure, list(kinds))
     if not health:
         raise SkipAnalyzer("no measured layer produced a tensor output")
-    histograms = {name: _histogram(item, kinds[name][1], bins) for name, item in health.items()}
     modules = dict(subject.model.named_modules())
     types = {name: type(modules[name]).__name__ for name in health}
     artifacts = [_fractions_artifact(health, types, fallback, [name for name, count in calls.items() if count > 1])]
     shown = evenly_spaced(list(health), max_layers)
+    histograms = {name: _histogram(health[name], kinds[name][1], bins) for name in shown}
     for start in range(0, len(shown), LAYERS_PER_PAGE):
         names = shown[start : start + LAYERS_PER_PAGE]
         artifacts.append(_distribution_page(names, types, health, histograms, start, len(shown), len(health)))
+    if len(health) > MAX_BAR_LAYERS:
+        artifacts.append(_health_table(health, types))
     return artifacts
+
+
+def _health_table(health: dict[str, UnitHealth], types: dict[str, str]) -> Artifact:
+    """Every measured layer's numbers (capped), since the bar chart draws only some of them."""
+    names = list(health)[:MAX_TABLE_ROWS]
+    table = [{"layer": bounded_text(name), "type": bounded_text(types[name]), **health_summary(health[name])}
+             for name in names]
+    caption = f"Unit health and output moments of the {len(health):,} measured layers over the probe set."
+    if len(health) > len(names):
+        table.append({key: (f"and {len(health) - len(names):,} more" if key == "layer" else None) for key in table[0]})
+        caption += f" The first {len(names):,} are listed."
+    return Artifact(name="all-layers", caption=caption, table=table, summary={"num_layers": len(health)})
 
 
 def _histogram(item: UnitHealth, bounds: tuple[float, float] | None, bins: int) -> dict:
@@ -198,9 +212,16 @@ def health_summary(item: UnitHealth) -> dict:
     return {**summary, **item.moments, "sampled": item.sampled}
 
 
+def _first(health: dict[str, UnitHealth], drawn: set[str]) -> list[str]:
+    """The first MAX_TABLE_ROWS layers, and the drawn ones after them: what the summary keeps."""
+    names = list(health)
+    return names[:MAX_TABLE_ROWS] + [name for name in names[MAX_TABLE_ROWS:] if name in drawn]
+
+
 def _fractions_artifact(health: dict[str, UnitHealth], types: dict[str, str], fallback: bool, repeated: list[str]) -> Artifact:
     names = evenly_spaced(list(health), MAX_BAR_LAYERS)
-    summaries = {name: {"type": types[name], **health_summary(item)} for name, item in health.items()}
+    kept = _first(health, set(names))
+    summaries = {name: {"type": bounded_text(types[name]), **health_summary(health[name])} for name in kept}
     figure = new_figure(8, 1.2 + 0.28 * len(names))
     axes = figure.add_subplot()
     rows = np.arange(len(names))
@@ -212,7 +233,7 @@ def _fractions_artifact(health: dict[str, UnitHealth], types: dict[str, str], fa
         for row, name, value in zip(rows, names, values):
             if value is not None:
                 axes.text(max(value, 0) + 0.01, row + offset, f"{summaries[name][f'num_{key}']}/{summaries[name]['num_units']}", va="center", fontsize=6)
-    axes.set_yticks(rows, [f"{name} ({types[name]})" for name in names], fontsize=7)
+    axes.set_yticks(rows, [f"{short_label(name)} ({short_label(types[name], 30)})" for name in names], fontsize=7)
     axes.invert_yaxis()
     axes.set_xlim(0, 1.12)
     axes.set_xlabel("fraction of units")
@@ -227,21 +248,25 @@ def _fractions_artifact(health: dict[str, UnitHealth], types: dict[str, str], fa
     if repeated:
         caption += f" {len(repeated)} modules run more than once per forward pass (shared ReLUs) are measured at their last call."
     data = {"dead": {n: h.dead for n, h in health.items()}, "saturated": {n: h.saturated for n, h in health.items()}}
-    return Artifact(name="unit-health", caption=caption, figure=figure, data=data, summary={"layers": summaries})
+    summary = {"layers": {bounded_text(name): numbers for name, numbers in summaries.items()}}
+    return Artifact(name="unit-health", caption=caption, figure=figure, data=data, summary=summary)
 
 
 def _distribution_page(names: list[str], types: dict[str, str], health: dict, histograms: dict, start: int, num_shown: int, total: int) -> Artifact:
+    from matplotlib.ticker import NullLocator
+
     figure = new_figure(12, 2.4 * -(-len(names) // 4))
     for axes, name in zip(panel_grid(figure, len(names)), names):
         histogram, item = histograms[name], health[name]
         axes.stairs(histogram["counts"], histogram["edges"], fill=True, alpha=0.7)
         axes.set_yscale("log")
+        axes.yaxis.set_minor_locator(NullLocator())  # log minor ticks cost a third of the drawing time
         label = f"zero: {item.moments['zero_fraction']:.0%}"
         if item.dead is not None:
             label = f"dead {int(item.dead.sum())}/{item.dead.size}, " + label
         if item.saturated is not None:
             label = f"saturated {int(item.saturated.sum())}/{item.saturated.size}"
-        axes.set_title(f"{name} ({types[name]})\n{label}", fontsize=8)
+        axes.set_title(f"{short_label(name)} ({short_label(types[name], 30)})\n{label}", fontsize=8)
         axes.tick_params(labelsize=7)
     page = f" (layers {start + 1}-{start + len(names)} of {num_shown} drawn, of {total})" if num_shown > len(names) or total > num_shown else ""
     sampled = [name for name in names if health[name].sampled]
@@ -304,10 +329,10 @@ def response_curves(subject: Subject, /, *, num_points: int = 400, max_units: in
         drawn = np.sort(np.argsort(-values.std(axis=0), kind="stable")[:max_units])
         axes.plot(grid, values[:, drawn], linewidth=1)
         more = f"{len(drawn)} of {values.shape[1]} units" if len(drawn) < values.shape[1] else f"{values.shape[1]} unit" + "s" * (values.shape[1] != 1)
-        axes.set_title(f"{name} ({type(modules[name]).__name__}), {more}", fontsize=8)
+        axes.set_title(f"{short_label(name)} ({short_label(type(modules[name]).__name__, 30)}), {more}", fontsize=8)
         axes.tick_params(labelsize=7)
         axes.set_xlabel("x", fontsize=7)
-        summaries[name] = _response_summary(values, kinds.get(name, ("other", None))[0], len(drawn))
+        summaries[bounded_text(name)] = _response_summary(values, kinds.get(name, ("other", None))[0], len(drawn))
     caption = f"Unit activations over x in [{low:g}, {high:g}] ({num_points} points); units that vary most are drawn when a layer has more than {max_units}."
     if len(names) < len(responses):
         caption += f" {len(names)} of {len(responses)} layers are drawn (evenly spaced)."

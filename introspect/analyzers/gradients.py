@@ -34,7 +34,7 @@ from introspect.artifacts import Artifact
 from introspect.capture import check_hookable
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
-from introspect.plotting import new_figure
+from introspect.plotting import new_figure, short_label
 from introspect.spec import analyzer
 
 if TYPE_CHECKING:
@@ -148,12 +148,15 @@ def _has_relu_modules(model: torch.nn.Module) -> bool:
 
 def _feature_heatmap(values: np.ndarray, titles: list[str], title: str, signed: bool):
     """Attributions of non-image, non-scalar inputs: inputs by features, one row per input."""
-    figure = new_figure(min(12.0, 2.0 + 0.08 * values.shape[1]), 0.45 * len(values) + 1.2)
+    labels = [short_label(text) for text in titles]
+    # Room for the row labels (class names), so that a few input features do not squeeze the layout to nothing.
+    width = 2.0 + 0.08 * values.shape[1] + 0.06 * max((len(label) for label in labels), default=0)
+    figure = new_figure(min(12.0, width), 0.45 * len(values) + 1.2)
     axes = figure.add_subplot()
     limit = float(max(np.abs(values).max(), 1e-12))
     image = axes.imshow(values, aspect="auto", interpolation="nearest", cmap="RdBu_r" if signed else "inferno",
                         vmin=-limit if signed else 0.0, vmax=limit)
-    axes.set_yticks(range(len(titles)), [text.replace("\n", " ") for text in titles], fontsize=7)
+    axes.set_yticks(range(len(titles)), labels, fontsize=7)
     axes.set_xlabel("input feature")
     axes.set_title(title, fontsize=10)
     figure.colorbar(image, ax=axes)
@@ -224,8 +227,8 @@ def grad_cam(subject: Subject, /, *, max_per_class: int = 2, max_images: int = 8
     height, width = subject.task.image_shape[1:]
     upsampled = LayerAttribution.interpolate(cam, (height, width), interpolate_mode="bilinear")
     maps = upsampled[:, 0].cpu().double().numpy()
-    figure = strip_figure(tiles_for(display_images(subject, probe.inputs), maps, signed=False), probe.titles,
-                          f"Grad-CAM on {layer_name} ({cam.shape[2]}x{cam.shape[3]}, upsampled to {height}x{width})")
+    heading = f"Grad-CAM on {short_label(layer_name)} ({cam.shape[2]}x{cam.shape[3]}, upsampled to {height}x{width})"
+    figure = strip_figure(tiles_for(display_images(subject, probe.inputs), maps, signed=False), probe.titles, heading)
     caption = (
         f"Grad-CAM on the last convolution {layer_name} (map {cam.shape[2]}x{cam.shape[3]}, upsampled to {height}x{width}) "
         f"for {len(probe.indices)} probe images{probe.note}; each map is scaled to its own maximum."

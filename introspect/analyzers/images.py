@@ -13,7 +13,7 @@ from introspect.artifacts import Artifact
 from introspect.capture import capture_activations, leaf_layers
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
-from introspect.plotting import grid_shape, montage, new_figure, symmetric_limit
+from introspect.plotting import grid_shape, montage, new_figure, short_label, symmetric_limit
 from introspect.spec import analyzer
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def _feature_map_artifact(name: str, output: torch.Tensor, images: np.ndarray, i
             axes.set_xticks([])
             axes.set_yticks([])
     figure.colorbar(drawn, ax=axes_grid[:, 1].tolist(), shrink=0.6)
-    figure.suptitle(f"{name}: output channels {tuple(output.shape[1:])}", fontsize=10)
+    figure.suptitle(f"{short_label(name)}: output channels {tuple(output.shape[1:])}", fontsize=10)
     kept = f"the {len(channels)} strongest (mean |output|) of {output.shape[1]} channels, in channel order" if len(channels) < output.shape[1] else f"all {len(channels)} channels"
     caption = f"Output of layer {name} for {len(indices)} probe images: {kept}, one shared colour scale (±{limit:.3g})."
     summary = {"num_channels": int(output.shape[1]), "channels_shown": channels.tolist(), "images": list(indices), "limit": limit}

@@ -15,7 +15,7 @@ from introspect.artifacts import Artifact
 from introspect.capture import leaf_layers
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
-from introspect.plotting import montage, new_figure, symmetric_limit
+from introspect.plotting import montage, new_figure, short_label, symmetric_limit
 from introspect.spec import analyzer
 
 if TYPE_CHECKING:
@@ -189,7 +189,7 @@ def _kernel_artifact(layer: ConvLayer, first: bool, options: dict) -> Artifact:
     initial = None if layer.initial is None else displayed_values(layer.initial[selected], mode, options["max_input_channels"])
     limit = symmetric_limit(values if initial is None else np.concatenate([values.ravel(), initial.ravel()]))
     data, summary = _kernel_numbers(layer, selected, mode, values, initial, limit)
-    title = f"{layer.name}: {' x '.join(str(size) for size in layer.weight.shape)} kernels"
+    title = f"{short_label(layer.name)}: {' x '.join(str(size) for size in layer.weight.shape)} kernels"
     if initial is None:
         figure = draw_panels([[("final", kernel_image(values, mode, limit))]], [limit], mode == "rgb", title)
     else:
@@ -255,7 +255,7 @@ def kernel_grids(
     artifacts = [_kernel_artifact(layer, index == 0, options) for index, layer in enumerate(layers) if layer.name in shown]
     if len(artifacts) < len(layers):
         left_out = [layer.name for layer in layers if layer.name not in shown]
-        names = ", ".join(left_out[:8]) + ("..." if len(left_out) > 8 else "")
+        names = ", ".join(short_label(name) for name in left_out[:8]) + ("..." if len(left_out) > 8 else "")
         note = f" {len(left_out)} of {len(layers)} conv layers are not drawn (evenly spaced selection): {names}."
         artifacts[0] = dataclasses.replace(artifacts[0], caption=artifacts[0].caption + note)
     return artifacts
@@ -326,7 +326,7 @@ def _field_figure(name: str, fields: np.ndarray, labels: list[str], limit: float
     axes.set_yticks([])
     if not rgb:
         figure.colorbar(shown, ax=axes, shrink=0.8, pad=0.02).ax.tick_params(labelsize=7)
-    axes.set_title(f"{name}: linear receptive fields", fontsize=10)
+    axes.set_title(f"{short_label(name)}: linear receptive fields", fontsize=10)
     return figure
 
 
@@ -383,7 +383,8 @@ def linear_receptive_fields(
         if name not in shown:
             continue
         is_output = depth == len(products) and not note and len(class_names) == len(product)
-        labels = [name[:12] for name in class_names] if is_output else [f"#{index}" for index in range(len(product))]
+        numbers = [f"#{index}" for index in range(len(product))]
+        labels = [short_label(name, 12) for name in class_names] if is_output else numbers
         artifacts.append(_field_artifact(name, depth, product, labels, subject, max_units))
     left_out = len(products) - len(artifacts)
     if note or left_out:

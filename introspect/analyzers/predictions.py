@@ -13,7 +13,7 @@ from introspect._lazy import lazy_import
 from introspect.artifacts import Artifact
 from introspect.capture import check_hookable, leaf_layers
 from introspect.needs import Needs
-from introspect.plotting import new_figure
+from introspect.plotting import bounded_text, new_figure, short_label
 from introspect.spec import analyzer
 
 if TYPE_CHECKING:
@@ -101,7 +101,9 @@ def confusion_matrix(subject: Subject, /, *, max_classes: int = MAX_CLASSES, bat
     accuracy = float(np.trace(counts) / max(counts.sum(), 1))
     names = class_names_for(subject, num_classes)
     shown = _shown_classes(support, max_classes)
-    figure = _confusion_figure(normalized[np.ix_(shown, shown)], per_class[shown], support[shown], [names[i] for i in shown], accuracy)
+    labels_shown = [short_label(names[i], 30) for i in shown]
+    matrix = normalized[np.ix_(shown, shown)]
+    figure = _confusion_figure(matrix, per_class[shown], support[shown], labels_shown, accuracy)
     caption = f"Row-normalized confusion matrix on {int(support.sum())} probe samples: accuracy {accuracy:.1%}."
     if len(shown) < num_classes:
         caption += f" Shown: the {len(shown)} of {num_classes} classes with the most probe samples; all counts are in the data."
@@ -112,7 +114,9 @@ def confusion_matrix(subject: Subject, /, *, max_classes: int = MAX_CLASSES, bat
     summary = {
         "accuracy": accuracy,
         "num_samples": int(support.sum()),
-        "per_class_accuracy": {names[i]: (None if math.isnan(per_class[i]) else float(per_class[i])) for i in shown},
+        "per_class_accuracy": {
+            bounded_text(names[i]): (None if math.isnan(per_class[i]) else float(per_class[i])) for i in shown
+        },
     }
     return [Artifact(name="confusion", caption=caption, figure=figure, data=data, summary=summary)]
 

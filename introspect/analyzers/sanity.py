@@ -22,7 +22,7 @@ from introspect.analyzers._attribution import (
 from introspect.artifacts import Artifact
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
-from introspect.plotting import montage, new_figure
+from introspect.plotting import montage, new_figure, short_label
 from introspect.spec import analyzer
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def saliency_sanity(subject: Subject, /, *, max_per_class: int = 2, max_images: 
     edges = sobel_magnitude(images.mean(axis=3))
     edge_spearman = np.array([rank_correlation(trained[i], edges[i]) for i in range(len(trained))])
     modules = dict(subject.model.named_modules())
-    labels = ["none"] + [f"{layers[count - 1] or '(root)'} {type(modules[layers[count - 1]]).__name__}" for count in counts[1:]]
+    labels = ["none"] + [_step_label(layers[count - 1], modules) for count in counts[1:]]
     verdict, sentence = _verdict(spearman, edge_spearman, len(layers))
     figure = _sanity_figure(spearman, edge_spearman, labels, images[0], trained[0], randomized, probe.titles[0])
     skipped = f" Correlations are computed after {len(counts) - 1} of the {len(layers)} cumulative steps (evenly spaced)." if len(counts) - 1 < len(layers) else ""
@@ -80,6 +80,11 @@ def saliency_sanity(subject: Subject, /, *, max_per_class: int = 2, max_images: 
     summary = {"verdict": verdict, "layers": labels, "mean_spearman": [_round(value) for value in np.nanmean(spearman, axis=1)],
                "edge_spearman": _round(np.nanmean(edge_spearman)), "num_layers": len(layers), "num_images": len(trained)}
     return [Artifact(name="randomization", caption=caption, figure=figure, data=data, summary=summary)]
+
+
+def _step_label(name: str, modules: dict[str, nn.Module]) -> str:
+    """``"fc2 Linear"``: the layer randomized last at a step, both names cut to fit a tick label."""
+    return f"{short_label(name or '(root)', 40)} {short_label(type(modules[name]).__name__, 30)}"
 
 
 def parameterized_layers(model: nn.Module) -> list[str]:
@@ -208,7 +213,8 @@ def _sanity_figure(spearman: np.ndarray, edge_spearman: np.ndarray, labels: list
     names = ["input", "trained"] + [f"to\n{labels[index].rsplit(' ', 1)[0]}" for index in picks]
     strip_axes.set_xticks([width * column + (width - 2) / 2 for column in range(len(tiles))], names, fontsize=6)
     strip_axes.set_yticks([])
-    strip_axes.set_title(f"|saliency| of the first image ({title.splitlines()[0]}), each map scaled to its maximum", fontsize=8)
+    first = short_label(title.splitlines()[0])
+    strip_axes.set_title(f"|saliency| of the first image ({first}), each map scaled to its maximum", fontsize=8)
     return figure
 
 

@@ -7,16 +7,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from introspect.artifacts import Artifact
+from introspect.analyzers._stats import shape_text, tensor_statistics
+from introspect.analyzers.activations import evenly_spaced
+from introspect.artifacts import MAX_TABLE_ROWS, Artifact
 from introspect.needs import Needs
-from introspect.plotting import new_figure, panel_grid
+from introspect.plotting import bounded_text, new_figure, panel_grid, short_label
 from introspect.spec import analyzer
 
 if TYPE_CHECKING:
+    import torch
+
     from introspect.subject import Subject
 
 MAX_SAMPLE = 1_000_000
 LAYERS_PER_FIGURE = 12
+#: Layers drawn (3 pages of 12 panels); the rest are in the table of every tensor.
+MAX_DRAWN_LAYERS = 36
 
 
 def group_by_layer(weights: dict) -> dict[str, dict[str, np.ndarray]]:
@@ -59,35 +65,56 @@ def describe(values: np.ndarray, bins: int) -> dict:
 
 
 @analyzer(needs=Needs.WEIGHTS)
-def weight_histograms(subject: Subject, /, *, bins: int = 60, max_sample: int = MAX_SAMPLE) -> list[Artifact]:
+def weight_histograms(
+    subject: Subject, /, *, bins: int = 60, max_sample: int = MAX_SAMPLE, max_layers: int = MAX_DRAWN_LAYERS
+) -> list[Artifact]:
     """Distribution of weights and biases, one panel per layer.
 
     Each panel shows how a layer's weights (and its biases, in orange) are spread. Weights
     piled near zero are barely used; very wide or lopsided spreads can signal exploding or
     badly initialized layers. Non-finite values are counted and left out of the histogram.
+    Models with more than ``max_layers`` layers get that many panels (evenly spaced) and a
+    table of every tensor's numbers.
     """
     layers = group_by_layer(dict(subject.weights))
-    stats: dict[str, dict] = {}
-    notes: list[str] = []
-    for layer, tensors in layers.items():
-        for kind, tensor in tensors.items():
-            values, sampled = bounded_values(tensor, max_sample, subject.seed)
-            entry = describe(values, bins)
-            entry["non_finite"] = int(tensor.numel() - (values.size if not sampled else tensor.isfinite().sum().item()))
-            entry["sampled"] = sampled
-            stats[f"{layer}.{kind}"] = entry
-            if sampled:
-                notes.append(f"{layer}.{kind}: {max_sample:,} of {tensor.numel():,} values sampled")
-            if entry["non_finite"]:
-                notes.append(f"{layer}.{kind}: {entry['non_finite']} NaN/Inf values left out")
     layer_names = list(layers)
-    return [
-        _histogram_page(layer_names[start : start + LAYERS_PER_FIGURE], layers, stats, notes, start, len(layer_names))
-        for start in range(0, len(layer_names), LAYERS_PER_FIGURE)
+    shown = evenly_spaced(layer_names, max_layers)
+    stats = {
+        f"{layer}.{kind}": _tensor_entry(tensor, bins, max_sample, subject.seed)
+        for layer in shown
+        for kind, tensor in layers[layer].items()
+    }
+    artifacts = [
+        _histogram_page(shown[start : start + LAYERS_PER_FIGURE], layers, stats, start, len(shown), len(layer_names))
+        for start in range(0, len(shown), LAYERS_PER_FIGURE)
     ]
+    if len(shown) < len(layer_names):
+        artifacts.append(_statistics_table(layers, set(shown)))
+    return artifacts
 
 
-def _histogram_page(names: list[str], layers: dict, stats: dict, notes: list[str], start: int, total: int) -> Artifact:
+def _tensor_entry(tensor: torch.Tensor, bins: int, max_sample: int, seed: int) -> dict:
+    values, sampled = bounded_values(tensor, max_sample, seed)
+    entry = describe(values, bins)
+    entry["non_finite"] = int(tensor.numel() - (values.size if not sampled else tensor.isfinite().sum().item()))
+    entry["sampled"] = sampled
+    entry["numel"] = int(tensor.numel())
+    entry["sample_size"] = min(int(tensor.numel()), max_sample)
+    return entry
+
+
+def _page_notes(keys: list[str], stats: dict) -> list[str]:
+    notes = []
+    for key in keys:
+        entry = stats[key]
+        if entry["sampled"]:
+            notes.append(f"{short_label(key)}: {entry['sample_size']:,} of {entry['numel']:,} values sampled")
+        if entry["non_finite"]:
+            notes.append(f"{short_label(key)}: {entry['non_finite']} NaN/Inf values left out")
+    return notes
+
+
+def _histogram_page(names: list[str], layers: dict, stats: dict, start: int, num_shown: int, total: int) -> Artifact:
     figure = new_figure(12, 2.6 * -(-len(names) // 4))
     for axes, layer in zip(panel_grid(figure, len(names)), names):
         for kind, colour in (("weight", "tab:blue"), ("bias", "tab:orange")):
@@ -98,13 +125,14 @@ def _histogram_page(names: list[str], layers: dict, stats: dict, notes: list[str
         for kind in others:
             entry = stats[f"{layer}.{kind}"]
             if entry["count"]:
-                axes.stairs(entry["counts"], entry["edges"], alpha=0.8, label=kind)
-        axes.set_title(layer, fontsize=9)
+                axes.stairs(entry["counts"], entry["edges"], alpha=0.8, label=short_label(kind))
+        axes.set_title(short_label(layer), fontsize=9)
         axes.tick_params(labelsize=7)
         axes.legend(fontsize=7)
-    shown = {key: value for key, value in stats.items() if key.rsplit(".", 1)[0] in names}
-    page = f" (layers {start + 1}-{start + len(names)} of {total})" if total > len(names) else ""
-    caption = f"Histograms of weights and biases per layer{page}."
+    keys = [f"{layer}.{kind}" for layer in names for kind in layers[layer]]
+    shown = {key: stats[key] for key in keys}
+    caption = f"Histograms of weights and biases per layer{_page_text(start, len(names), num_shown, total)}."
+    notes = _page_notes(keys, stats)
     if notes:
         caption += " Note: " + "; ".join(notes) + "."
     return Artifact(
@@ -112,8 +140,42 @@ def _histogram_page(names: list[str], layers: dict, stats: dict, notes: list[str
         caption=caption,
         figure=figure,
         data=shown,
-        summary={key: {"mean": v["mean"], "std": v["std"], "count": v["count"]} for key, v in shown.items()},
+        summary={bounded_text(key): {k: value[k] for k in ("mean", "std", "count")} for key, value in shown.items()},
     )
+
+
+def _page_text(start: int, count: int, num_shown: int, total: int) -> str:
+    if num_shown < total:
+        drawn = f"{start + 1}-{start + count} of the {num_shown} drawn"
+        return f" (layers {drawn}, evenly spaced over {total:,}; the table lists all)"
+    return f" (layers {start + 1}-{start + count} of {total})" if total > count else ""
+
+
+def _statistics_table(layers: dict[str, dict[str, torch.Tensor]], drawn: set[str]) -> Artifact:
+    """Every tensor's numbers in one table (capped), computed in batches rather than tensor by tensor."""
+    entries = [(layer, kind, tensor) for layer, tensors in layers.items() for kind, tensor in tensors.items()]
+    rows = entries[:MAX_TABLE_ROWS]
+    numbers = tensor_statistics([tensor for _, _, tensor in rows])
+    table = [
+        {
+            "tensor": bounded_text(f"{layer}.{kind}"),
+            "shape": shape_text(tensor.shape),
+            "drawn": layer in drawn,
+            **{key: _number(numbers[key][index]) for key in ("mean", "std", "min", "max")},
+            "non_finite": int(numbers["non_finite"][index]),
+        }
+        for index, (layer, kind, tensor) in enumerate(rows)
+    ]
+    caption = f"Numbers of the {len(entries):,} weight tensors ({len(layers):,} layers; population std, finite values)."
+    if len(entries) > len(rows):
+        table.append({key: (f"and {len(entries) - len(rows):,} more" if key == "tensor" else None) for key in table[0]})
+        caption += f" The first {len(rows):,} are listed."
+    summary = {"num_tensors": len(entries), "num_layers": len(layers)}
+    return Artifact(name="all-tensors", caption=caption, table=table, summary=summary)
+
+
+def _number(value: float) -> float | None:
+    return None if not np.isfinite(value) else float(value)
 
 
 ANALYZERS = (weight_histograms,)

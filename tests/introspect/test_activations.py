@@ -66,9 +66,10 @@ def test_conv_layers_get_channel_summaries_with_exact_means() -> None:
 def test_layer_figures_are_capped_with_a_note() -> None:
     subject = conv_image_subject()
     artifacts = activations(subject, max_layers=2)
-    assert len(artifacts) == 2
+    assert len(artifacts) == 3 and artifacts[-1].kind == "table"  # two figures, then every layer's numbers
     assert "not drawn" in artifacts[0].caption
-    assert len(artifacts[-1].summary["all_layers"]) == 6  # conv, bn, relu, conv, relu, linear
+    assert len(artifacts[-2].summary["all_layers"]) == 6  # conv, bn, relu, conv, relu, linear
+    assert [row["layer"] for row in artifacts[-1].table] == list(artifacts[-2].summary["all_layers"])
     assert "4 of 6 layers are not drawn" in artifacts[0].caption
 
 
