@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.introspect-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test install browser showcase bench clean
+.PHONY: demo test install browser showcase bench quality clean
 
 demo: install
 	$(BIN)/introspect demo --force
@@ -40,6 +40,10 @@ showcase: install
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m benchmarks --threads 1
+
+# The quality bars of the trainers' networks at their defaults (trainers/RESULTS.md); about 12 minutes.
+quality: install
+	INTROSPECT_DATA=$${INTROSPECT_DATA:-../shared/datasets} $(BIN)/python -m scripts.quality
 
 clean:
 	rm -rf $(VENV) introspect-demo .pytest_cache

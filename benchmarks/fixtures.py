@@ -97,7 +97,7 @@ def resnet(name: str) -> nn.Module:
 
 def lenet5() -> nn.Module:
     """The course's LeNet-5 with its seeded initial weights, in eval mode."""
-    from trainers.lenet5 import LeNet5, LeNet5Config
+    from trainers.networks.lenet5 import LeNet5, LeNet5Config
 
     return LeNet5(LeNet5Config()).eval()
 
@@ -113,7 +113,7 @@ def regression_subject() -> Subject:
     """The regression MLP (random weights) with the homework data as probe, without snapshots."""
     from introspect.subject import Subject, Task
     from trainers.data import REGRESSION_DOMAIN, regression_data
-    from trainers.regression_mlp import RegressionMLP, RegressionMLPConfig
+    from trainers.networks.regression_mlp import RegressionMLP, RegressionMLPConfig
 
     data = regression_data(seed=0)
     task = Task(kind="regression", input_shape=(1,), domain=tuple(REGRESSION_DOMAIN), dataset="regression")

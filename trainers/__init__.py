@@ -1,8 +1,10 @@
 """trainers: train the course's networks and write introspect checkpoints.
 
-``trainers.catalog`` lists the trainable networks (CLI names) and trains one by name;
-``trainers.loop`` is the one training loop they share; ``trainers.data`` holds the data sets in
-memory as tensors. Each network lives in its own module with its config dataclass beside it and
-a ``build(config) -> nn.Module`` registered under the entry-point group
-``introspect.architectures``, so ``introspect`` rebuilds it from a checkpoint.
+Each network is one file in ``trainers/networks/`` (config dataclass, model, data, training
+defaults, search space) ending in one :class:`~trainers.network.Network` record, which the
+entry-point group ``introspect.architectures`` names; the record is also the factory
+``introspect`` rebuilds checkpoints with. ``trainers.catalog`` reads the list of networks from
+those entry points; ``trainers.training.train`` and ``trainers.search.search`` train and search
+any of them; ``trainers.loop`` is the one training loop; ``trainers.data`` holds the data sets in
+memory as tensors; ``trainers.settings`` turns the command line (``--set key=value``) into configs.
 """

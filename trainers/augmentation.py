@@ -10,9 +10,14 @@ Flat inputs (an MLP's ``[N, 784]``) are viewed as images for the transform and f
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torchvision.transforms import v2
+
+if TYPE_CHECKING:
+    from trainers.data import ImageDataset
+    from trainers.options import AugmentOptions
 
 AugmentFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -32,9 +37,7 @@ def _on_images(transform: v2.Transform, image_shape: tuple[int, int, int]) -> Au
     return augment
 
 
-def flip_rotate(
-    image_shape: tuple[int, int, int] = (1, 28, 28), degrees: float = 15.0, fill: float = 0.0
-) -> AugmentFn:
+def flip_rotate(image_shape: tuple[int, int, int] = (1, 28, 28), degrees: float = 15.0, fill: float = 0.0) -> AugmentFn:
     """Random vertical flip (p=0.5) and random rotation in [-degrees, degrees] (FashionMNIST).
 
     Args:
@@ -51,3 +54,21 @@ def flip_crop(image_shape: tuple[int, int, int] = (3, 32, 32), padding: int = 4)
     _, height, width = image_shape
     transform = v2.Compose([v2.RandomHorizontalFlip(p=0.5), v2.RandomCrop((height, width), padding=padding)])
     return _on_images(transform, image_shape)
+
+
+# --- as a network's record names them: (options, data) -> augmentation or None ---------------------
+
+
+def flip_rotate_for(options: AugmentOptions, data: ImageDataset) -> AugmentFn | None:
+    """:func:`flip_rotate` when ``options.augment`` asks for it (FashionMNIST networks), else ``None``.
+
+    Rotated-in corners take the normalized background value, so they look like the image's own black.
+    """
+    if not options.augment:
+        return None
+    return flip_rotate(data.image_shape, options.rotation, background_value(data.normalization))
+
+
+def flip_crop_for(options: AugmentOptions, data: ImageDataset) -> AugmentFn | None:
+    """:func:`flip_crop` when ``options.augment`` asks for it (CIFAR-10 networks), else ``None``."""
+    return flip_crop(data.image_shape) if options.augment else None

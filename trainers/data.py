@@ -26,7 +26,18 @@ DATA_ENV = "INTROSPECT_DATA"
 MNIST_NORMALIZATION = {"mean": [0.1307], "std": [0.3081]}
 FASHION_NORMALIZATION = {"mean": [0.2860], "std": [0.3530]}
 CIFAR_NORMALIZATION = {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2470, 0.2435, 0.2616]}
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DIGIT_CLASSES = tuple(str(digit) for digit in range(10))
 
@@ -177,11 +188,16 @@ def load_mnist(data_dir: str | os.PathLike[str] | None = None, *, normalize: boo
 
 def load_fashion_mnist(data_dir: str | os.PathLike[str] | None = None, *, normalize: bool = True) -> ImageDataset:
     """FashionMNIST from ``data_dir`` (torchvision's layout: ``<dir>/FashionMNIST/raw/*-ubyte``)."""
-    return _load_torchvision_mnist("FashionMNIST", data_dir, FASHION_CLASSES, FASHION_NORMALIZATION if normalize else None)
+    return _load_torchvision_mnist(
+        "FashionMNIST", data_dir, FASHION_CLASSES, FASHION_NORMALIZATION if normalize else None
+    )
 
 
 def _load_torchvision_mnist(
-    name: str, data_dir: str | os.PathLike[str] | None, class_names: tuple[str, ...], normalization: dict[str, list[float]] | None
+    name: str,
+    data_dir: str | os.PathLike[str] | None,
+    class_names: tuple[str, ...],
+    normalization: dict[str, list[float]] | None,
 ) -> ImageDataset:
     import torchvision
 
@@ -192,7 +208,9 @@ def _load_torchvision_mnist(
         for train in (True, False)
     ]
     train, test = (_mnist_tensors(split, normalization) for split in splits)
-    return ImageDataset(train=train, test=test, class_names=class_names, image_shape=(1, 28, 28), normalization=normalization, name=name)
+    return ImageDataset(
+        train=train, test=test, class_names=class_names, image_shape=(1, 28, 28), normalization=normalization, name=name
+    )
 
 
 def _open_torchvision(dataset_class: Any, root: Path, *, train: bool, name: str, folder: str, files: str) -> Any:
@@ -222,7 +240,11 @@ def _mnist_tensors(dataset: Any, normalization: dict[str, list[float]] | None) -
 
 
 def load_cifar10(
-    data_dir: str | os.PathLike[str] | None = None, *, quick: bool = False, seed: int = 0, num_fake: tuple[int, int] = (2000, 500)
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    num_fake: tuple[int, int] = (2000, 500),
 ) -> ImageDataset:
     """CIFAR-10 from ``data_dir`` (``<dir>/cifar-10-batches-py``), downloaded when missing.
 
@@ -234,7 +256,14 @@ def load_cifar10(
     root = resolve_data_dir(data_dir)
     try:
         splits = [
-            _open_torchvision(torchvision.datasets.CIFAR10, root, train=train, name="CIFAR-10", folder="cifar-10-batches-py", files="python batches")
+            _open_torchvision(
+                torchvision.datasets.CIFAR10,
+                root,
+                train=train,
+                name="CIFAR-10",
+                folder="cifar-10-batches-py",
+                files="python batches",
+            )
             for train in (True, False)
         ]
     except DataUnavailableError:
@@ -242,7 +271,14 @@ def load_cifar10(
             raise
         return _fake_cifar(seed, num_fake)
     train, test = (_cifar_tensors(split) for split in splits)
-    return ImageDataset(train=train, test=test, class_names=CIFAR_CLASSES, image_shape=(3, 32, 32), normalization=CIFAR_NORMALIZATION, name="CIFAR-10")
+    return ImageDataset(
+        train=train,
+        test=test,
+        class_names=CIFAR_CLASSES,
+        image_shape=(3, 32, 32),
+        normalization=CIFAR_NORMALIZATION,
+        name="CIFAR-10",
+    )
 
 
 def _cifar_tensors(dataset: Any) -> TensorSplit:
@@ -263,8 +299,12 @@ def _fake_cifar(seed: int, sizes: tuple[int, int]) -> ImageDataset:
         images = torch.randn(size, 3, 32, 32, generator=generator) + class_colours[labels]
         splits.append(TensorSplit(images, labels))
     return ImageDataset(
-        train=splits[0], test=splits[1], class_names=CIFAR_CLASSES, image_shape=(3, 32, 32),
-        normalization=None, name="CIFAR-10 (generated stand-in)",
+        train=splits[0],
+        test=splits[1],
+        class_names=CIFAR_CLASSES,
+        image_shape=(3, 32, 32),
+        normalization=None,
+        name="CIFAR-10 (generated stand-in)",
         note="no CIFAR-10 files found and none could be downloaded: quick mode trains on generated CIFAR-shaped data",
     )
 

@@ -2,9 +2,10 @@
 
 Data sets that fit in memory are held as tensors (:class:`TensorSplit`) and batches are sliced
 from them with a seeded permutation, so the loop runs at the speed of the model rather than of
-a ``DataLoader``. :func:`fit` records a per-epoch history, keeps the best-validation state beside
-the final one, stops early when the validation loss stops improving, and never hands frozen
-parameters (``requires_grad=False``) to the optimizer, so they stay bit-identical.
+a ``DataLoader``. :func:`fit` records a per-epoch history, keeps the state of the best epoch
+(:func:`introspect.history.best_epoch`: the lowest validation loss) beside the final one, stops
+early when the validation loss stops improving, and never hands frozen parameters
+(``requires_grad=False``) to the optimizer, so they stay bit-identical.
 
 Example::
 
@@ -23,6 +24,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from introspect.history import best_epoch
 
 #: ``progress(epoch, num_epochs, metrics)``: called after every epoch with that epoch's numbers.
 ProgressFn = Callable[[int, int, Mapping[str, float]], None]
@@ -187,7 +190,9 @@ def make_optimizer(parameters: list[nn.Parameter], config: TrainConfig) -> torch
     return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The per-epoch learning-rate schedule named in ``config``, or ``None``."""
     if config.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
@@ -279,11 +284,10 @@ def fit(
     """Train ``model`` in place on ``train``, watching ``validation``.
 
     Args:
-        model: the network; moved to ``config.device``. Parameters with ``requires_grad=False``
-            are not given to the optimizer and stay bit-identical.
+        model: the network, moved to ``config.device``; frozen parameters stay bit-identical.
         train: training split.
-        validation: validation split, or ``None`` (then the best epoch is the lowest train loss
-            and ``val_*`` entries are NaN).
+        validation: validation split, or ``None`` (``val_*`` entries are then NaN and the best
+            epoch is the lowest training loss).
         config: optimizer, schedule, loss, early stopping, seed, device.
         progress: ``progress(epoch, num_epochs, metrics)`` after each epoch.
         on_epoch: ``on_epoch(epoch, model)`` before training (epoch 0) and after each epoch,
@@ -291,42 +295,51 @@ def fit(
         augment: applied to each training batch.
 
     Returns:
-        The history, the best-validation weights and whether training stopped early. The model
+        The history, the best epoch's weights and whether training stopped early. The model
         keeps its final weights; load ``result.best_state_dict`` for the best ones.
     """
+    device, train, validation, optimizer, scheduler = _start(model, train, validation, config)
+    generator = torch.Generator().manual_seed(config.seed)
+    history = _empty_history(config.is_classification)
+    best, best_state, stopped_early = 0, None, False
+    _notify(on_epoch, 0, model)
+    for epoch in range(1, config.epochs + 1):
+        row = {**_run_epoch(model, train, validation, optimizer, config, generator, augment, device), "epoch": epoch}
+        for key in history:
+            history[key].append(row[key])
+        _step(scheduler)
+        # introspect's one definition of "best"; a new epoch is the best or leaves it where it was.
+        if best_epoch(history) == epoch or best_state is None:
+            best = epoch
+            best_state = {name: value.detach().cpu().clone() for name, value in model.state_dict().items()}
+        _notify(on_epoch, epoch, model)
+        if progress is not None:
+            progress(epoch, config.epochs, {k: row[k] for k in history if k != "epoch"})
+        if config.patience and epoch - best >= config.patience:
+            stopped_early = epoch < config.epochs
+            break
+    history["best_epoch"] = best
+    return TrainResult(history=history, best_state_dict=best_state or {}, best_epoch=best, stopped_early=stopped_early)
+
+
+def _step(scheduler: torch.optim.lr_scheduler.LRScheduler | None) -> None:
+    if scheduler is not None:
+        scheduler.step()
+
+
+def _start(
+    model: nn.Module, train: TensorSplit, validation: TensorSplit | None, config: TrainConfig
+) -> tuple[str, TensorSplit, TensorSplit | None, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """Seed, move model and data to the device, and build the optimizer over the trainable parameters."""
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)  # dropout and torch-RNG augmentations follow the seed
-    generator = torch.Generator().manual_seed(config.seed)
     model.to(device)
-    train = train.to(device)
     validation = validation.to(device) if validation is not None and len(validation) else None
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     if not trainable:
         raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
     optimizer = make_optimizer(trainable, config)
-    scheduler = make_scheduler(optimizer, config)
-    history = _empty_history(config.is_classification)
-    best_loss, best_epoch, best_state, stopped_early = math.inf, 0, None, False
-    _notify(on_epoch, 0, model)
-    for epoch in range(1, config.epochs + 1):
-        row = _run_epoch(model, train, validation, optimizer, config, generator, augment, device)
-        row["epoch"] = epoch
-        for key in history:
-            history[key].append(row[key])
-        if scheduler is not None:
-            scheduler.step()
-        watched = row["val_loss"] if validation is not None else row["train_loss"]
-        if watched < best_loss or best_state is None:
-            best_loss, best_epoch = watched, epoch
-            best_state = {name: value.detach().cpu().clone() for name, value in model.state_dict().items()}
-        _notify(on_epoch, epoch, model)
-        if progress is not None:
-            progress(epoch, config.epochs, {k: row[k] for k in history if k != "epoch"})
-        if config.patience and epoch - best_epoch >= config.patience:
-            stopped_early = epoch < config.epochs
-            break
-    history["best_epoch"] = best_epoch
-    return TrainResult(history=history, best_state_dict=best_state or {}, best_epoch=best_epoch, stopped_early=stopped_early)
+    return device, train.to(device), validation, optimizer, make_scheduler(optimizer, config)
 
 
 def _run_epoch(
@@ -346,7 +359,9 @@ def _run_epoch(
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     train_seconds = time.perf_counter() - started
-    validated = evaluate(model, validation, config) if validation is not None else {"loss": math.nan, "accuracy": math.nan}
+    validated = (
+        evaluate(model, validation, config) if validation is not None else {"loss": math.nan, "accuracy": math.nan}
+    )
     row = {
         "train_loss": trained["loss"],
         "val_loss": validated["loss"],
@@ -370,8 +385,3 @@ def _notify(on_epoch: EpochFn | None, epoch: int, model: nn.Module) -> None:
             on_epoch(epoch, model)
     finally:
         model.train(was_training)
-
-
-def frozen_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """CPU copies of the parameters with ``requires_grad=False`` (to check they did not move)."""
-    return {name: p.detach().cpu().clone() for name, p in model.named_parameters() if not p.requires_grad}

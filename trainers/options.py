@@ -1,23 +1,15 @@
-"""Recipe options that are neither the network's config nor the loop's TrainConfig.
+"""Run options that are neither a network's config nor the loop's TrainConfig.
 
-Augmentation and the choice of dataset change how a network is trained, not what it is, so
-they live in a small frozen dataclass of their own. :func:`take_options` parses the ``--set``
-keys that belong to it and hands the rest on, so ``configs_for`` still sees only its own keys::
-
-    options, config, train_config = configs_with_options(settings, AugmentOptions(), FashionCNNConfig(), TRAIN)
+Augmentation and the choice of dataset change how a network is trained, not what it is, so they
+live in small frozen dataclasses of their own: a network's record names its default options, and
+``--set`` keys that name their fields go to them (:func:`trainers.settings.take_options`) rather
+than to the network's config. They are recorded in the checkpoint's ``extras["options"]``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, TypeVar
-
-from trainers.catalog import RecipeError, RunSettings, apply_overrides
-from trainers.loop import TrainConfig
-from trainers.runs import configs_for
-
-OptionsT = TypeVar("OptionsT")
-ConfigT = TypeVar("ConfigT")
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,34 +40,6 @@ class DatasetOptions:
             raise ValueError(f"dataset must be fashion or mnist, not {self.dataset!r}")
 
 
-def take_options(settings: RunSettings, options: OptionsT) -> tuple[OptionsT, RunSettings]:
-    """Parse the ``--set`` keys that name fields of ``options``; return the rest as new settings.
-
-    A key may also be written ``options.<field>``.
-    """
-    names = {field.name for field in dataclasses.fields(options)}  # type: ignore[arg-type]
-    mine: dict[str, str] = {}
-    rest: dict[str, str] = {}
-    for key, value in settings.overrides.items():
-        bare = key.removeprefix("options.")
-        (mine if bare in names else rest)[bare if bare in names else key] = value
-    (parsed,) = apply_overrides(mine, options=options)
-    return parsed, dataclasses.replace(settings, overrides=rest)
-
-
 def as_plain(options: Any) -> dict[str, Any]:
     """The options as a plain dict, for a checkpoint's extras."""
     return dataclasses.asdict(options)
-
-
-def configs_with_options(
-    settings: RunSettings, options: OptionsT, model_config: ConfigT, train_config: TrainConfig, *, quick_epochs: int = 1
-) -> tuple[OptionsT, ConfigT, TrainConfig]:
-    """:func:`take_options`, then ``configs_for`` on the rest; an unknown key lists all three kinds."""
-    parsed, rest = take_options(settings, options)
-    try:
-        model_config, train_config = configs_for(rest, model_config, train_config, quick_epochs=quick_epochs)
-    except RecipeError as error:
-        names = ", ".join(field.name for field in dataclasses.fields(options))  # type: ignore[arg-type]
-        raise RecipeError(f"{error}; recipe options: {names}") from None
-    return parsed, model_config, train_config

@@ -1,26 +1,21 @@
-"""Search spaces and search problems: what a hyperparameter search of one recipe varies and trains.
+"""Search spaces: the hyperparameters a search of one network varies, and the problem it trains.
 
-A network module makes its recipe searchable by registering, next to the recipe, a factory that
-turns the run's settings (with a candidate's ``--set`` overrides) into a :class:`SearchProblem`,
-together with its default space of :class:`Dimension` s::
+A network's record carries its default space, a dict from ``--set`` key to :class:`Dimension`::
 
-    @searchable("fashion-cnn", space={"lr": log_float(1e-4, 1e-2, grid=(1e-3, 3e-3))})
-    def fashion_cnn_problem(settings: RunSettings) -> SearchProblem:
-        ...
+    SPACE = {**OPTIMIZER_SPACE, "dropout": float_range(0.0, 0.5, grid=(0.1, 0.3))}
 
-:mod:`trainers.search` runs the grid, random or Bayesian search over them.
+:mod:`trainers.search` turns each candidate into ``--set`` overrides, builds the network's
+:class:`SearchProblem` for it and runs the grid, random or Bayesian search.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import nn
 
-from trainers.catalog import RecipeError, RunSettings, get_recipe
-from trainers.layers import seeded
 from trainers.loop import AugmentFn, TensorSplit, TrainConfig
 
 
@@ -48,7 +43,8 @@ class Dimension:
         """One line for the checkpoint: the choices or the range."""
         if self.kind == "categorical":
             return "one of " + ", ".join(map(as_text, self.choices))
-        return f"{self.kind} in [{self.low:g}, {self.high:g}]{' (log)' if self.log else ''}; grid {', '.join(map(as_text, self.grid))}"
+        scale = " (log)" if self.log else ""
+        return f"{self.kind} in [{self.low:g}, {self.high:g}]{scale}; grid {', '.join(map(as_text, self.grid))}"
 
 
 def categorical(*choices: Any) -> Dimension:
@@ -71,60 +67,30 @@ def int_range(low: int, high: int, grid: Sequence[int]) -> Dimension:
     return Dimension("int", low=low, high=high, grid=tuple(grid))
 
 
+#: Learning rate, weight decay, optimizer and batch size: what every classifier's space starts from.
+OPTIMIZER_SPACE = {
+    "lr": log_float(1e-4, 1e-2, grid=(1e-3, 3e-3)),
+    "weight_decay": log_float(1e-6, 1e-3, grid=(1e-5,)),
+    "optimizer": categorical("adam", "sgd"),
+    "batch_size": categorical(32, 64, 128),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchProblem:
-    """What cross-validation needs from a recipe for one candidate configuration.
+    """What cross-validation needs from a network for one candidate configuration.
 
     Attributes:
         pool: the training data that the folds split (shaped as the model takes it).
         make_model: builds a fresh network with the candidate's config (same seed every call).
         train_config: the loop's settings with the candidate's overrides applied.
-        augment: the training-batch augmentation, if the recipe uses one.
+        augment: the training-batch augmentation, if the run uses one.
     """
 
     pool: TensorSplit
     make_model: Callable[[], nn.Module]
     train_config: TrainConfig
     augment: AugmentFn | None = None
-
-
-ProblemFn = Callable[[RunSettings], SearchProblem]
-
-
-@dataclasses.dataclass(frozen=True)
-class Searchable:
-    """A recipe's search problem factory and its default search space."""
-
-    problem: ProblemFn
-    space: Mapping[str, Dimension]
-
-
-_SEARCHABLE: dict[str, Searchable] = {}
-
-
-def searchable(*names: str, space: Mapping[str, Dimension]) -> Callable[[ProblemFn], ProblemFn]:
-    """Decorator registering ``problem(settings) -> SearchProblem`` for the recipes ``names``."""
-
-    def decorator(problem: ProblemFn) -> ProblemFn:
-        for name in names:
-            _SEARCHABLE[name] = Searchable(problem, dict(space))
-        return problem
-
-    return decorator
-
-
-def get_searchable(name: str) -> Searchable:
-    """The search problem of recipe ``name``.
-
-    Raises:
-        RecipeError: unknown recipe, or one without a search space (lists the searchable ones).
-    """
-    if name not in _SEARCHABLE:
-        get_recipe(name)  # imports every recipe module, so their search problems register
-    if name not in _SEARCHABLE:
-        raise RecipeError(f"{name} has no search space; searchable: {', '.join(sorted(_SEARCHABLE))}")
-    return _SEARCHABLE[name]
-
 
 
 def as_text(value: Any) -> str:
@@ -141,65 +107,3 @@ def as_plain(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return list(value) if isinstance(value, tuple) else value
-
-
-# --- helpers for problems, and the regression MLP's space (its module belongs to the core trainers)
-
-REGRESSION_SPACE = {
-    "lr": log_float(1e-4, 3e-2, grid=(1e-3, 1e-2)),
-    "weight_decay": log_float(1e-6, 1e-2, grid=(1e-4,)),
-    "width": int_range(8, 128, grid=(32, 64)),
-    "depth": int_range(0, 3, grid=(1, 2)),
-    "dropout": float_range(0.0, 0.3, grid=(0.0,)),
-    "activation": categorical("sigmoid", "tanh", "relu"),
-    "optimizer": categorical("adam", "sgd"),
-    "batch_size": categorical(8, 16, 32),
-}
-
-
-@searchable("regression-mlp", space=REGRESSION_SPACE)
-def regression_mlp_problem(settings: RunSettings) -> SearchProblem:
-    """The regression MLP on all of the task's training points (the folds split them)."""
-    from trainers.data import regression_data
-    from trainers.regression_mlp import TRAIN, RegressionMLP, RegressionMLPConfig
-    from trainers.runs import configs_for
-
-    config, train_config = configs_for(settings, RegressionMLPConfig(), TRAIN, quick_epochs=400)
-    return SearchProblem(regression_data(seed=settings.seed).train, lambda: RegressionMLP(config), train_config)
-
-
-# Learning rate, weight decay, optimizer and batch size: what every classifier's space starts from.
-OPTIMIZER_SPACE = {
-    "lr": log_float(1e-4, 1e-2, grid=(1e-3, 3e-3)),
-    "weight_decay": log_float(1e-6, 1e-3, grid=(1e-5,)),
-    "optimizer": categorical("adam", "sgd"),
-    "batch_size": categorical(32, 64, 128),
-}
-
-
-def classifier_problem(
-    data: Any,
-    settings: RunSettings,
-    make_model: Callable[[], nn.Module],
-    train_config: TrainConfig,
-    *,
-    quick_train_size: int,
-    flatten: bool = False,
-    augment: AugmentFn | None = None,
-) -> SearchProblem:
-    """The search problem of a classification recipe that trains with ``train_classifier``.
-
-    The folds split the dataset's training images (the same quick subset as the recipe in quick
-    mode); every fold's network is built by ``make_model`` under ``settings.seed``.
-    """
-    from trainers.data import random_subset
-
-    pool = random_subset(data.train, quick_train_size, settings.seed) if settings.quick else data.train
-    if flatten:
-        pool = pool.map_inputs(lambda x: x.flatten(1))
-
-    def seeded_model() -> nn.Module:
-        with seeded(settings.seed):
-            return make_model()
-
-    return SearchProblem(pool, seeded_model, train_config, augment)

@@ -143,9 +143,9 @@ def test_a_factory_without_a_config_dataclass_still_fails_with_exit_2(
 
 
 def test_the_config_dataclass_is_found_through_the_factorys_type_hints() -> None:
-    from trainers.lenet5 import LeNet5Config, build
+    from trainers.networks.lenet5 import NETWORK, LeNet5Config
 
-    assert validate.config_class_of(build) is LeNet5Config
+    assert validate.config_class_of(NETWORK) is LeNet5Config  # the record names it: config_class
     assert validate.config_class_of(build_test_network) is None
 
 

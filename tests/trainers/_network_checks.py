@@ -1,7 +1,8 @@
-"""Helpers shared by the per-network tests: run a recipe quickly, save, reload, compare."""
+"""Helpers shared by the network tests: run a recipe quickly, save, reload, compare; small data."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -12,15 +13,29 @@ from introspect.architectures import build_registered
 from introspect.checkpoint import save_checkpoint
 from introspect.loading import load_checkpoint
 from introspect.subject import Subject
-from trainers.catalog import RunSettings, get_recipe
+from trainers.catalog import get_recipe
 from trainers.data import ImageDataset
 from trainers.loop import TensorSplit
+from trainers.network import Network, Variant
+from trainers.settings import RunSettings
+from trainers.training import train
+
+
+def quick_settings(seed: int = 0, **overrides: str) -> RunSettings:
+    """One quick epoch on the offline data, on the CPU."""
+    return RunSettings(
+        quick=True, epochs=1, device="cpu", seed=seed, data_dir=os.environ["INTROSPECT_DATA"], overrides=overrides
+    )
 
 
 def quick_checkpoint(name: str, **overrides: str) -> dict[str, Any]:
     """Train recipe ``name`` for one quick epoch on the offline data."""
-    settings = RunSettings(quick=True, epochs=1, data_dir=os.environ["INTROSPECT_DATA"], overrides=overrides)
-    return get_recipe(name).run(settings)
+    return get_recipe(name).run(quick_settings(**overrides))
+
+
+def quick_train(network: Network, variant: Variant | None = None, **overrides: str) -> dict[str, Any]:
+    """Train a network record (a test's copy, e.g. with smaller data) for one quick epoch."""
+    return train(network, quick_settings(**overrides), variant)
 
 
 def reload(checkpoint: dict[str, Any], path: Path) -> tuple[Subject, float]:
@@ -60,4 +75,21 @@ def tiny_cifar(num_train: int = 120, num_test: int = 40, seed: int = 0) -> Image
     return ImageDataset(
         train=splits[0], test=splits[1], class_names=tuple(str(i) for i in range(10)),
         image_shape=(3, 32, 32), normalization=None, name="tiny generated CIFAR", note="generated",
-    )
+    )  # fmt: skip
+
+
+def with_small_data(network: Network, num_train: int = 120, num_test: int = 40) -> Network:
+    """``network`` whose image data is cut to its first ``num_train`` / ``num_test`` images.
+
+    Whatever the network trains on, so the common checks stay quick for every network; a
+    regression task is small already and passes through.
+    """
+    load = network.load_data
+
+    def load_small(settings: RunSettings, options: Any) -> Any:
+        data = load(settings, options)
+        if not isinstance(data, ImageDataset):
+            return data
+        return dataclasses.replace(data, train=data.train.head(num_train), test=data.test.head(num_test))
+
+    return dataclasses.replace(network, load_data=load_small)

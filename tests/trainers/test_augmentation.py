@@ -15,7 +15,9 @@ def test_flip_rotate_without_rotation_is_identity_or_an_exact_vertical_flip() ->
     outcomes = []
     for _ in range(40):
         out = augment(images)
-        outcomes.append("same" if torch.equal(out, images) else "flipped" if torch.equal(out, images.flip(2)) else "other")
+        outcomes.append(
+            "same" if torch.equal(out, images) else "flipped" if torch.equal(out, images.flip(2)) else "other"
+        )
     assert set(outcomes) == {"same", "flipped"}
     assert 8 <= outcomes.count("flipped") <= 32  # p = 0.5 over 40 draws
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
-from _network_checks import accuracy, quick_checkpoint, reload, tiny_cifar
+from _network_checks import accuracy, quick_train, reload, tiny_cifar
 
-import trainers.cifar_cnn as cifar_cnn
-from trainers.cifar_cnn import CifarCNN, CifarCNNConfig
+from trainers.networks.cifar_cnn import NETWORK, CifarCNN, CifarCNNConfig
 
 
 def test_flatten_is_256_by_4_by_4_for_32_pixel_input() -> None:
@@ -15,7 +16,12 @@ def test_flatten_is_256_by_4_by_4_for_32_pixel_input() -> None:
     assert model.fc1.in_features == 256 * 4 * 4 and model.fc1.out_features == 4096
     features = model.pool(model.conv_final(model.conv3(model.conv2(model.conv1(torch.zeros(1, 3, 32, 32))))))
     assert tuple(features.shape) == (1, 256, 4, 4)
-    channels = [model.conv1[0].out_channels, model.conv2[0].out_channels, model.conv3[0].out_channels, model.conv_final[0].out_channels]
+    channels = [
+        model.conv1[0].out_channels,
+        model.conv2[0].out_channels,
+        model.conv3[0].out_channels,
+        model.conv_final[0].out_channels,
+    ]
     assert channels == [128, 128, 128, 256]
     assert model.conv1[0].kernel_size == (5, 5) and model.conv1[0].stride == (2, 2)
 
@@ -29,14 +35,15 @@ def test_options_batch_norm_dropout_width() -> None:
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
-def test_quick_epoch_reloads_to_identical_outputs(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quick_epoch_reloads_to_identical_outputs(tmp_path) -> None:
     data = tiny_cifar()
-    monkeypatch.setattr(cifar_cnn, "load_cifar10", lambda *args, **kwargs: data)
-    monkeypatch.setattr(cifar_cnn, "QUICK_TRAIN_SIZE", 100)
-    checkpoint = quick_checkpoint("cifar-cnn", width="16", hidden="64", batch_norm="true", dropout="0.2", augment="true")
+    small = dataclasses.replace(NETWORK, load_data=lambda settings, options: data, quick_train_size=100)
+    checkpoint = quick_train(small, width="16", hidden="64", batch_norm="true", dropout="0.2", augment="true")
     subject, difference = reload(checkpoint, tmp_path / "cifar-cnn.pt")
     assert difference == 0.0
     assert checkpoint["architecture"]["config"]["width"] == 16
     assert accuracy(subject.model, data.test) == pytest.approx(checkpoint["metrics"]["test_accuracy"], abs=1e-12)
     assert checkpoint["extras"]["options"]["augment"] is True
-    assert "conv1.0.weight" in checkpoint["initial_weights"] and "fc1.weight" in checkpoint["initial_weights"]  # small width: all kept
+    assert (
+        "conv1.0.weight" in checkpoint["initial_weights"] and "fc1.weight" in checkpoint["initial_weights"]
+    )  # small width: all kept

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
-from _network_checks import accuracy, quick_checkpoint, reload, tiny_cifar
+from _network_checks import accuracy, quick_train, reload, tiny_cifar
 
-import trainers.cifar_mlp as cifar_mlp
+from trainers.networks import cifar_mlp
 
 
 def test_architecture_is_the_homeworks() -> None:
@@ -16,15 +18,20 @@ def test_architecture_is_the_homeworks() -> None:
     assert isinstance(model.act, torch.nn.Sigmoid)
 
 
-def test_quick_epoch_reloads_to_identical_outputs(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quick_epoch_reloads_to_identical_outputs(tmp_path) -> None:
     data = tiny_cifar()
-    monkeypatch.setattr(cifar_mlp, "load_cifar10", lambda *args, **kwargs: data)
-    monkeypatch.setattr(cifar_mlp, "QUICK_TRAIN_SIZE", 100)
-    checkpoint = quick_checkpoint("cifar-mlp")
+    checkpoint = quick_train(
+        dataclasses.replace(cifar_mlp.NETWORK, load_data=lambda settings, options: data, quick_train_size=100)
+    )
     subject, difference = reload(checkpoint, tmp_path / "cifar-mlp.pt")
     assert difference == 0.0
     assert checkpoint["metrics"]["num_train"] == 90 and checkpoint["metrics"]["num_test"] == 40
     test = data.test.map_inputs(lambda x: x.flatten(1))
     assert accuracy(subject.model, test) == pytest.approx(checkpoint["metrics"]["test_accuracy"], abs=1e-12)
     assert subject.task.input_shape == (3072,) and subject.task.image_shape == (3, 32, 32)
-    assert sorted(checkpoint["initial_weights"]) == ["fc1.bias", "fc2.bias", "fc3.bias", "fc3.weight"]  # no 4096-wide copies
+    assert sorted(checkpoint["initial_weights"]) == [
+        "fc1.bias",
+        "fc2.bias",
+        "fc3.bias",
+        "fc3.weight",
+    ]  # no 4096-wide copies

@@ -85,7 +85,9 @@ def test_fashion_mnist_loads_offline_subset() -> None:
     assert data.class_names[9] == "Ankle boot"
 
 
-def test_missing_mnist_gives_one_line_saying_where_to_put_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_mnist_gives_one_line_saying_where_to_put_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torchvision
 
     def no_network(*args: object, **kwargs: object) -> None:

@@ -9,7 +9,7 @@ import torch
 from _network_checks import accuracy, quick_checkpoint, reload, state_equal
 
 from trainers.data import load_fashion_mnist
-from trainers.fashion_cnn import FashionCNN, FashionCNNConfig
+from trainers.networks.fashion_cnn import FashionCNN, FashionCNNConfig
 
 
 def test_layers_and_feature_size() -> None:

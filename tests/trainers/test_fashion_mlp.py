@@ -9,7 +9,7 @@ import torch
 from _network_checks import accuracy, quick_checkpoint, reload, state_equal
 
 from trainers.data import load_fashion_mnist
-from trainers.fashion_mlp import FashionMLP, FashionMLPConfig, build
+from trainers.networks.fashion_mlp import NETWORK, FashionMLP, FashionMLPConfig
 
 
 def test_shape_and_dropout_parameter() -> None:
@@ -17,7 +17,7 @@ def test_shape_and_dropout_parameter() -> None:
     assert [layer.out_features for layer in (model.fc1, model.fc2, model.fc3)] == [256, 128, 10]
     assert model.drop.p == 0.4
     assert model(torch.zeros(2, 1, 28, 28)).shape == model(torch.zeros(2, 784)).shape == (2, 10)
-    rebuilt = build({"dropout": 0.4, "num_inputs": 784, "hidden": [256, 128], "num_classes": 10})
+    rebuilt = NETWORK({"dropout": 0.4, "num_inputs": 784, "hidden": [256, 128], "num_classes": 10})
     assert rebuilt.config == model.config
 
 

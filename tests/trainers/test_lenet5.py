@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainers.lenet5 import LeNet5, LeNet5Config
+from trainers.networks.lenet5 import LeNet5, LeNet5Config
 from trainers.testing import check_recipe
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from introspect.history import best_epoch
 from trainers.loop import TensorSplit, TrainConfig, evaluate, fit, split_train_validation
 
 
@@ -45,12 +46,24 @@ def test_history_has_one_entry_per_epoch_and_loss_decreases() -> None:
     train, validation = split_train_validation(_blobs(), 0.25, seed=0)
     result = fit(_classifier(), train, validation, TrainConfig(epochs=6, batch_size=32, lr=0.01))
     history = result.history
-    for key in ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy", "seconds_per_batch", "seconds_per_epoch", "lr"):
+    for key in (
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "train_accuracy",
+        "val_accuracy",
+        "seconds_per_batch",
+        "seconds_per_epoch",
+        "lr",
+    ):
         assert len(history[key]) == 6, key
     assert history["epoch"] == [1, 2, 3, 4, 5, 6]
     assert history["train_loss"][-1] < 0.5 * history["train_loss"][0]
     assert history["val_accuracy"][-1] >= 0.95
-    assert all(0 < per_batch <= per_epoch for per_batch, per_epoch in zip(history["seconds_per_batch"], history["seconds_per_epoch"]))
+    assert all(
+        0 < per_batch <= per_epoch
+        for per_batch, per_epoch in zip(history["seconds_per_batch"], history["seconds_per_epoch"])
+    )
     assert isinstance(history["best_epoch"], int)
 
 
@@ -62,8 +75,18 @@ def test_best_state_is_the_lowest_validation_loss_epoch() -> None:
     result = fit(model, train, validation, config)
     val_losses = result.history["val_loss"]
     assert result.best_epoch == 1 + min(range(len(val_losses)), key=val_losses.__getitem__)
+    assert result.best_epoch == best_epoch(result.history) == result.history["best_epoch"]
     model.load_state_dict(result.best_state_dict)
     assert evaluate(model, validation, config)["loss"] == pytest.approx(min(val_losses), rel=1e-6)
+
+
+def test_without_validation_the_best_epoch_is_the_lowest_training_loss_as_introspect_defines_it() -> None:
+    model = _classifier()
+    config = TrainConfig(epochs=8, batch_size=16, lr=0.5, optimizer="sgd", momentum=0.9)
+    result = fit(model, _blobs(), None, config)
+    train_losses = result.history["train_loss"]
+    assert all(math.isnan(loss) for loss in result.history["val_loss"])
+    assert result.best_epoch == best_epoch(result.history) == 1 + train_losses.index(min(train_losses))
 
 
 def test_early_stopping_stops_patience_epochs_after_the_best() -> None:
@@ -113,7 +136,14 @@ def test_on_epoch_sees_epoch_zero_then_every_epoch_and_augment_sees_every_batch(
         batch_sizes.append(len(inputs))
         return inputs + 0.01
 
-    fit(_classifier(), train, None, TrainConfig(epochs=2, batch_size=32), on_epoch=lambda epoch, _: seen_epochs.append(epoch), augment=augment)
+    fit(
+        _classifier(),
+        train,
+        None,
+        TrainConfig(epochs=2, batch_size=32),
+        on_epoch=lambda epoch, _: seen_epochs.append(epoch),
+        augment=augment,
+    )
     assert seen_epochs == [0, 1, 2]
     assert batch_sizes == [32, 32, 32, 4] * 2
 

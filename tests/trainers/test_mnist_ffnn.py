@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainers.mnist_ffnn import build
+from trainers.networks.mnist_ffnn import NETWORK
 from trainers.testing import check_recipe
 
 
 def test_mnist_ffnn_layers_and_dropout() -> None:
-    model = build({})
+    model = NETWORK({})
     linears = [module for module in model.modules() if isinstance(module, torch.nn.Linear)]
     assert [layer.out_features for layer in linears] == [256, 512, 256, 10]
     assert [module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)] == [0.5, 0.5, 0.5]

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from trainers.mnist_mlp import build
+from trainers.networks.mnist_mlp import NETWORK
 from trainers.testing import check_recipe
 
 
 def test_mnist_mlp_has_the_homework_parameter_count() -> None:
-    model = build({})
+    model = NETWORK({})
     expected = (784 * 96 + 96) + (96 * 24 + 24) + (24 * 10 + 10)
     assert sum(parameter.numel() for parameter in model.parameters()) == expected
 

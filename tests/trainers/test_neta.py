@@ -10,9 +10,9 @@ from _network_checks import accuracy, quick_checkpoint, reload
 
 from trainers.catalog import get_recipe
 from trainers.data import load_fashion_mnist
-from trainers.neta import hand_kernels, recipe_names
+from trainers.networks.neta import NETA1, NETA2, hand_kernels
 
-NAMES = recipe_names()
+NAMES = NETA1.recipe_names() + NETA2.recipe_names()
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +54,14 @@ def test_trained_schemes_move_the_first_conv(name: str, checkpoints: dict) -> No
 
 def test_recorded_starting_weights_are_identical_where_shared(checkpoints: dict) -> None:
     def norm_of_difference(first: str, second: str, tensor: str) -> float:
-        return torch.linalg.vector_norm(checkpoints[first]["initial_weights"][tensor] - checkpoints[second]["initial_weights"][tensor]).item()
+        return torch.linalg.vector_norm(
+            checkpoints[first]["initial_weights"][tensor] - checkpoints[second]["initial_weights"][tensor]
+        ).item()
 
     for architecture in ("neta1", "neta2"):
-        shared = ["linear1.weight", "linear1.bias"] + (["conv2.weight", "conv2.bias"] if architecture == "neta2" else [])
+        shared = ["linear1.weight", "linear1.bias"] + (
+            ["conv2.weight", "conv2.bias"] if architecture == "neta2" else []
+        )
         for tensor in shared:
             assert norm_of_difference(f"{architecture}-hf", f"{architecture}-ht", tensor) == 0.0
             assert norm_of_difference(f"{architecture}-hf", f"{architecture}-dt", tensor) == 0.0

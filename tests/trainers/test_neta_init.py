@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from trainers.neta import HAND_PATTERNS, NetA, NetAConfig, hand_kernels
+from trainers.networks.neta import HAND_PATTERNS, NetA, NetAConfig, hand_kernels
 
 
 def _net(architecture: str, scheme: str, seed: int = 0) -> NetA:
@@ -19,8 +19,13 @@ def test_hand_kernels_are_the_four_patterns_of_the_issue() -> None:
     assert kernels.shape == (4, 1, 5, 5)
     assert set(kernels.unique().tolist()) == {0.0, 1.0}
     assert kernels.sum(dim=(1, 2, 3)).tolist() == [9.0, 11.0, 16.0, 15.0]
-    issue_rows = ["10001 00100 01110 11011", "01010 11011 11011 01010", "00100 00100 10001 00100",
-                  "01010 11011 11011 11011", "10001 00100 01110 11011"]
+    issue_rows = [
+        "10001 00100 01110 11011",
+        "01010 11011 11011 01010",
+        "00100 00100 10001 00100",
+        "01010 11011 11011 11011",
+        "10001 00100 01110 11011",
+    ]
     for row, text in enumerate(issue_rows):
         for channel, bits in enumerate(text.split()):
             assert kernels[channel, 0, row].tolist() == [float(bit) for bit in bits]
@@ -66,7 +71,9 @@ def test_flatten_sizes_and_logits(architecture: str, features: int) -> None:
 
 
 def test_only_hf_freezes_the_first_conv() -> None:
-    frozen = {scheme: [not p.requires_grad for p in _net("neta2", scheme).conv1.parameters()] for scheme in ("hf", "ht", "dt")}
+    frozen = {
+        scheme: [not p.requires_grad for p in _net("neta2", scheme).conv1.parameters()] for scheme in ("hf", "ht", "dt")
+    }
     assert frozen == {"hf": [True, True], "ht": [False, False], "dt": [False, False]}
     assert NetAConfig(scheme="hf").frozen_layers == ("conv1",)
     with pytest.raises(ValueError, match="scheme"):

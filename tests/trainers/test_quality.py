@@ -5,17 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from scripts import quality
+from scripts.quality import BARS, DataSource, Outcome, inspect_data_dir, judge, markdown_report, passes
 from tests.conftest import SHARED_DATASETS
-from trainers import quality
-from trainers.quality import BARS, DataSource, Outcome, inspect_data_dir, judge, markdown_report, passes
 
 SUBSETS = {"MNIST": DataSource("MNIST", 4000, 1000), "FashionMNIST": DataSource("FashionMNIST", 3443, 1000)}
 
 
 def _classifier_metrics(accuracy: float, **more: object) -> dict[str, object]:
-    return {"test_accuracy": accuracy, "best_test_accuracy": accuracy + 0.002, "epochs_run": 12,
-            "stopped_early": True, "num_train": 3600, "num_validation": 400, "num_test": 1000, **more}
+    return {
+        "test_accuracy": accuracy,
+        "best_test_accuracy": accuracy + 0.002,
+        "epochs_run": 12,
+        "stopped_early": True,
+        "num_train": 3600,
+        "num_validation": 400,
+        "num_test": 1000,
+        **more,
+    }
 
 
 def _regression_metrics(mse: float) -> dict[str, object]:
@@ -52,7 +61,10 @@ def test_missing_metrics_fail() -> None:
 def test_every_network_has_a_bar_and_the_homework_figures() -> None:
     assert set(BARS) == {"lenet5", "mnist-mlp", "fashion-cnn", "fashion-mlp", "regression-mlp"}
     assert [BARS[name].homework.split()[0] for name in ("lenet5", "mnist-mlp", "fashion-cnn", "fashion-mlp")] == [
-        "99.1%", "97.1%", "89.3%", "88.1%",
+        "99.1%",
+        "97.1%",
+        "89.3%",
+        "88.1%",
     ]
     assert BARS["regression-mlp"].homework is None
 
@@ -109,21 +121,34 @@ def test_main_exit_code_follows_the_bars(tmp_path: Path, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(quality, "train_one", fake_train)
     markdown = tmp_path / "quality.md"
-    assert quality.main(["--networks", "lenet5", "regression-mlp", "--data-dir", str(SHARED_DATASETS), "--markdown", str(markdown)]) == 0
+    passed = CliRunner().invoke(
+        quality.main, ["lenet5", "regression-mlp", "--data-dir", str(SHARED_DATASETS), "--markdown", str(markdown)]
+    )
+    assert passed.exit_code == 0, passed.output
     assert "2 of 2 bars met" in markdown.read_text()
     results["lenet5"] = _classifier_metrics(0.95)
-    assert quality.main(["--networks", "lenet5", "--data-dir", str(SHARED_DATASETS)]) == 1
+    missed = CliRunner().invoke(quality.main, ["lenet5", "--data-dir", str(SHARED_DATASETS)])
+    assert missed.exit_code == 1 and "0 of 1 bars met; missed: lenet5" in missed.stdout
+    assert CliRunner().invoke(quality.main, ["lenet6"]).exit_code == 2  # not a network with a bar
 
 
 @pytest.mark.slow
-def test_real_entry_point_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_real_entry_point_quick(tmp_path: Path) -> None:
     # Two epochs keep it to seconds; the bar is certainly missed then, so the exit code is 1.
     markdown = tmp_path / "quality.md"
-    code = quality.main(["--networks", "regression-mlp", "--quick", "--epochs", "2", "--out-dir", str(tmp_path / "runs"),
-                         "--markdown", str(markdown)])
-    assert code == 1
+    arguments = [
+        "regression-mlp",
+        "--quick",
+        "--epochs",
+        "2",
+        "--out-dir",
+        str(tmp_path / "runs"),
+        "--markdown",
+        str(markdown),
+    ]
+    result = CliRunner().invoke(quality.main, arguments)
+    assert result.exit_code == 1, result.output
     assert (tmp_path / "runs" / "regression-mlp.pt").is_file()
     text = markdown.read_text()
     assert "| regression-mlp | MSE " in text and "| FAIL |" in text and "QUICK mode" in text
-    captured = capsys.readouterr()
-    assert "regression-mlp" in captured.out and "quality: training regression-mlp" in captured.err
+    assert "regression-mlp" in result.stdout and "quality: training regression-mlp" in result.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainers.regression_mlp import RegressionMLP, RegressionMLPConfig, build
+from trainers.networks.regression_mlp import NETWORK, RegressionMLP, RegressionMLPConfig
 from trainers.testing import check_recipe
 
 
@@ -50,9 +50,9 @@ def test_same_seed_builds_identical_weights_without_touching_global_rng() -> Non
     torch.manual_seed(123)
     before = torch.rand(1)
     torch.manual_seed(123)
-    first = build({"seed": 4})
+    first = NETWORK({"seed": 4})
     after = torch.rand(1)
-    second = build({"seed": 4})
+    second = NETWORK({"seed": 4})
     assert torch.equal(before, after)  # building did not consume the caller's random numbers
     for a, b in zip(first.parameters(), second.parameters()):
         assert torch.equal(a, b)

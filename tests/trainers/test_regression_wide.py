@@ -6,12 +6,12 @@ from pathlib import Path
 
 import torch
 
-from trainers.regression_wide import build
+from trainers.networks.regression_wide import NETWORK
 from trainers.testing import check_recipe
 
 
 def test_regression_wide_has_the_homework_shape() -> None:
-    model = build({})
+    model = NETWORK({})
     linears = [module for module in model.modules() if isinstance(module, torch.nn.Linear)]
     assert [tuple(layer.weight.shape) for layer in linears] == [(512, 1), (256, 512), (1, 256)]
     assert sum(isinstance(module, torch.nn.Tanh) for module in model.modules()) == 2

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torchvision
-from _network_checks import accuracy, quick_checkpoint, reload, tiny_cifar
+from _network_checks import accuracy, quick_checkpoint, quick_train, reload, tiny_cifar
 
-import trainers.resnet18 as resnet18
-from trainers.resnet18 import PretrainedWeightsError, ResNet18Config, load_imagenet_weights, make_resnet18
+from trainers.networks import resnet18
+from trainers.networks.resnet18 import PretrainedWeightsError, ResNet18Config, load_imagenet_weights, make_resnet18
 
 
 def test_ten_outputs_and_from_scratch_by_default() -> None:
@@ -40,14 +42,16 @@ def test_unreachable_weights_fail_with_one_clear_line(monkeypatch: pytest.Monkey
         quick_checkpoint("resnet18", pretrained="true")
     message = str(caught.value)
     assert "\n" not in message
-    assert message.startswith("could not fetch the ImageNet ResNet18 weights") and "Name or service not known" in message
+    assert (
+        message.startswith("could not fetch the ImageNet ResNet18 weights") and "Name or service not known" in message
+    )
 
 
-def test_quick_epoch_reloads_to_identical_outputs(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quick_epoch_reloads_to_identical_outputs(tmp_path) -> None:
     data = tiny_cifar()
-    monkeypatch.setattr(resnet18, "load_cifar10", lambda *args, **kwargs: data)
-    monkeypatch.setattr(resnet18, "QUICK_TRAIN_SIZE", 100)
-    checkpoint = quick_checkpoint("resnet18")
+    checkpoint = quick_train(
+        dataclasses.replace(resnet18.NETWORK, load_data=lambda settings, options: data, quick_train_size=100)
+    )
     subject, difference = reload(checkpoint, tmp_path / "resnet18.pt")
     assert difference == 0.0
     assert checkpoint["architecture"]["config"] == {"num_classes": 10, "pretrained": False}

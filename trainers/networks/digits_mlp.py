@@ -7,16 +7,13 @@ flattened images (``input_shape`` [64]) shown as 8x8 pictures (``image_shape`` [
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
-
-from trainers.catalog import RunSettings, register
-from trainers.data import load_digits
-from trainers.layers import DenseClassifier, check_dense_config, config_from_dict
+from trainers.data import ImageDataset, load_digits
+from trainers.layers import DenseClassifier, check_dense_config
 from trainers.loop import TrainConfig
-from trainers.runs import configs_for, train_classifier
-
-ARCHITECTURE = "digits-mlp"
+from trainers.network import Network
+from trainers.search_space import OPTIMIZER_SPACE, categorical, float_range
+from trainers.settings import RunSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,18 +45,28 @@ class DigitsMLP(DenseClassifier):
         super().__init__(64, config)
 
 
-def build(config: dict[str, Any]) -> DigitsMLP:
-    """The ``introspect.architectures`` factory: a network from a checkpoint's config dict."""
-    return DigitsMLP(config_from_dict(DigitsMLPConfig, config))
+def load_data(settings: RunSettings, options: None) -> ImageDataset:
+    """The bundled digits, split with a fixed seed: the run's seed varies the network only."""
+    return load_digits(seed=0)
 
 
-TRAIN = TrainConfig(epochs=40, batch_size=64, optimizer="adam", lr=2e-3, weight_decay=1e-4, loss="cross_entropy")
+TRAIN = TrainConfig(epochs=40, batch_size=64, optimizer="adam", lr=2e-3, weight_decay=1e-4)
 
+SPACE = {
+    **OPTIMIZER_SPACE,
+    "hidden": categorical((64, 32), (128, 64)),
+    "dropout": float_range(0.0, 0.4, grid=(0.0, 0.1)),
+}
 
-@register(ARCHITECTURE)
-def train_digits_mlp(settings: RunSettings) -> dict[str, Any]:
-    """MLP on scikit-learn's 8x8 digits (bundled, no download); Adam, cross-entropy."""
-    config, train_config = configs_for(settings, DigitsMLPConfig(), TRAIN, quick_epochs=15)
-    data = load_digits(seed=0)
-    # Digits is small enough that quick mode keeps every image and only trims epochs.
-    return train_classifier(DigitsMLP(config), ARCHITECTURE, config, train_config, data, settings, flatten=True, quick_train_size=len(data.train))
+NETWORK = Network(
+    name="digits-mlp",
+    summary="MLP on scikit-learn's 8x8 digits (bundled, no download); Adam, cross-entropy.",
+    config_class=DigitsMLPConfig,
+    model=DigitsMLP,
+    load_data=load_data,
+    train=TRAIN,
+    space=SPACE,
+    quick_epochs=15,
+    quick_train_size=None,  # small enough that quick mode keeps every image and only trims epochs
+    flatten=True,
+)

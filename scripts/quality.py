@@ -1,6 +1,7 @@
 """Re-measure the quality bars of issue 3: train each network at its defaults and compare.
 
-Run ``python -m trainers.quality`` (``--networks lenet5 mnist-mlp``, ``--seed N``,
+A script of the repository, not of the shipped package. Run ``python -m scripts.quality`` from
+the repository root, or ``make quality`` (``lenet5 mnist-mlp`` to measure only those, ``--seed N``,
 ``--out-dir DIR`` to keep the checkpoints, ``--markdown PATH`` to write the table as Markdown,
 ``--quick`` for a smoke run on small subsets and few epochs). Each network is trained on the CPU
 at its default settings on whatever the data folder holds (``--data-dir``, else
@@ -17,14 +18,14 @@ the test set's noise variance.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import click
 
 FULL_SIZES = {"MNIST": (60000, 10000), "FashionMNIST": (60000, 10000)}
 IDX_LABEL_FILES = ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte")
@@ -169,7 +170,8 @@ def data_used(bar: Bar, metrics: Mapping[str, Any], sources: Mapping[str, DataSo
         label = f"quick subset of the {label}"
     if fit is None or validation is None or test is None:
         return f"{bar.dataset} ({label})"
-    return f"{bar.dataset} {int(fit) + int(validation)} train ({int(fit)} fit + {int(validation)} val) / {int(test)} test ({label})"
+    split = f"{int(fit) + int(validation)} train ({int(fit)} fit + {int(validation)} val) / {int(test)} test"
+    return f"{bar.dataset} {split} ({label})"
 
 
 def judge(outcome: Outcome, sources: Mapping[str, DataSource], quick: bool = False) -> Row:
@@ -177,14 +179,14 @@ def judge(outcome: Outcome, sources: Mapping[str, DataSource], quick: bool = Fal
     bar = BARS[outcome.network]
     homework = bar.homework or "none"
     if outcome.error is not None:
-        return Row(outcome.network, "error", bar.describe(), False, outcome.seconds, homework,
-                   data_used(bar, {}, sources, quick), outcome.error)
+        data = data_used(bar, {}, sources, quick)
+        return Row(outcome.network, "error", bar.describe(), False, outcome.seconds, homework, data, outcome.error)
     ok = passes(bar, outcome.metrics)
     details = details_of(bar, outcome.metrics)
     if not ok:
         details = "; ".join(part for part in (shortfall(bar, outcome.metrics), details) if part)
-    return Row(outcome.network, our_figure(bar, outcome.metrics), bar.describe(), ok, outcome.seconds,
-               homework, data_used(bar, outcome.metrics, sources, quick), details)
+    ours, data = our_figure(bar, outcome.metrics), data_used(bar, outcome.metrics, sources, quick)
+    return Row(outcome.network, ours, bar.describe(), ok, outcome.seconds, homework, data, details)
 
 
 # --- the data folder -------------------------------------------------------------------------------
@@ -215,8 +217,8 @@ COLUMNS = ("network", "ours", "bar", "result", "train time", "homework (full dat
 
 
 def _cells(row: Row) -> list[str]:
-    return [row.network, row.ours, row.bar, "pass" if row.passed else "FAIL", f"{row.seconds:.0f} s",
-            row.homework, row.data, row.details]
+    result = "pass" if row.passed else "FAIL"
+    return [row.network, row.ours, row.bar, result, f"{row.seconds:.0f} s", row.homework, row.data, row.details]
 
 
 def text_table(rows: Sequence[Row]) -> str:
@@ -243,7 +245,8 @@ def summary_lines(rows: Sequence[Row], sources: Mapping[str, DataSource], data_d
     """The lines said around the table: the data used, how it was trained, the verdict."""
     held = "; ".join(source.describe() for source in sources.values())
     failed = [row.network for row in rows if not row.passed]
-    verdict = f"{len(rows) - len(failed)} of {len(rows)} bars met" + (f"; missed: {', '.join(failed)}" if failed else "")
+    missed = f"; missed: {', '.join(failed)}" if failed else ""
+    verdict = f"{len(rows) - len(failed)} of {len(rows)} bars met{missed}"
     return [f"Data: {held} (from {data_dir}).", f"Settings: {settings}.", f"Verdict: {verdict}."]
 
 
@@ -257,7 +260,7 @@ def markdown_report(rows: Sequence[Row], sources: Mapping[str, DataSource], data
 
 
 def _say(message: str) -> None:
-    print(f"quality: {message}", file=sys.stderr, flush=True)
+    click.echo(f"quality: {message}", err=True)
 
 
 def _progress(name: str) -> Callable[[int, int, Mapping[str, float]], None]:
@@ -266,18 +269,26 @@ def _progress(name: str) -> Callable[[int, int, Mapping[str, float]], None]:
     def report(epoch: int, num_epochs: int, metrics: Mapping[str, float]) -> None:
         if epoch not in (1, num_epochs) and epoch % max(1, num_epochs // 10):
             return
-        shown = "  ".join(f"{key} {value:.4g}" for key, value in metrics.items() if key.startswith(("val_", "train_")) and isinstance(value, float))
+        shown = "  ".join(f"{key} {value:.4g}" for key, value in metrics.items() if _is_curve_value(key, value))
         _say(f"[{name}] epoch {epoch}/{num_epochs}  {shown}")
 
     return report
 
 
-def train_one(network: str, out_dir: Path, data_dir: Path, seed: int, quick: bool, epochs: int | None = None) -> Outcome:
+def _is_curve_value(key: str, value: object) -> bool:
+    return key.startswith(("val_", "train_")) and isinstance(value, float)
+
+
+def train_one(
+    network: str, out_dir: Path, data_dir: Path, seed: int, quick: bool, epochs: int | None = None
+) -> Outcome:
     """Train ``network`` at its defaults on the CPU; its metrics and time, or the error it raised."""
     from trainers.catalog import RunSettings, train
 
-    settings = RunSettings(epochs=epochs, quick=quick, data_dir=str(data_dir), device="cpu", seed=seed,
-                           progress=_progress(network), log=_say)
+    settings = RunSettings(
+        epochs=epochs, quick=quick, data_dir=str(data_dir), device="cpu", seed=seed, progress=_progress(network),
+        log=_say,
+    )  # fmt: skip
     _say(f"training {network}{' (quick)' if quick else ''}...")
     started = time.perf_counter()
     try:
@@ -308,57 +319,75 @@ def resolve_data_dir(data_dir: str | None) -> Path:
 # --- entry point -----------------------------------------------------------------------------------
 
 
-def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The command line (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m trainers.quality", description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--networks", nargs="+", choices=list(BARS), default=list(BARS), metavar="NAME",
-                        help=f"networks to measure [default: all of {', '.join(BARS)}]")
-    parser.add_argument("--out-dir", type=Path, help="keep the checkpoints here [default: a temporary folder]")
-    parser.add_argument("--data-dir", help="dataset folder [default: $INTROSPECT_DATA, else a cache folder]")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--markdown", type=Path, help="also write the table as Markdown to this file")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: each network's --quick subset and epochs (the bars are meant for the defaults)")
-    parser.add_argument("--epochs", type=int, help="override every network's epochs (smoke runs only)")
-    return parser.parse_args(argv)
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What the command line asked for.
+
+    Attributes:
+        networks: the networks to measure, in order.
+        data_dir: ``--data-dir``, else ``None`` (``$INTROSPECT_DATA``, else the cache folder).
+        seed: the seed every network trains with.
+        quick: each network's ``--quick`` subset and epochs (a smoke run, not the quality run).
+        epochs: every network's epochs forced to this (smoke runs only), or ``None``.
+    """
+
+    networks: tuple[str, ...]
+    data_dir: str | None = None
+    seed: int = 0
+    quick: bool = False
+    epochs: int | None = None
 
 
-def settings_text(arguments: argparse.Namespace) -> str:
+def settings_text(request: Request) -> str:
     """How the networks were trained, in one phrase."""
-    mode = "QUICK mode (subsets, few epochs; not the quality run)" if arguments.quick else "default settings"
-    epochs = f", epochs forced to {arguments.epochs}" if arguments.epochs else ""
-    return f"{mode}{epochs}, CPU, seed {arguments.seed}"
+    mode = "QUICK mode (subsets, few epochs; not the quality run)" if request.quick else "default settings"
+    epochs = f", epochs forced to {request.epochs}" if request.epochs else ""
+    return f"{mode}{epochs}, CPU, seed {request.seed}"
 
 
-def run(arguments: argparse.Namespace, out_dir: Path) -> tuple[list[Row], dict[str, DataSource], Path]:
+def run(request: Request, out_dir: Path) -> tuple[list[Row], dict[str, DataSource], Path]:
     """Train every requested network into ``out_dir`` and judge it."""
-    data_dir = resolve_data_dir(arguments.data_dir)
+    data_dir = resolve_data_dir(request.data_dir)
     sources = inspect_data_dir(data_dir)
     for source in sources.values():
         _say(source.describe())
-    outcomes = [train_one(name, out_dir, data_dir, arguments.seed, arguments.quick, arguments.epochs) for name in arguments.networks]
-    return [judge(outcome, sources, arguments.quick) for outcome in outcomes], sources, data_dir
+    seed, quick, epochs = request.seed, request.quick, request.epochs
+    outcomes = [train_one(name, out_dir, data_dir, seed, quick, epochs) for name in request.networks]
+    return [judge(outcome, sources, request.quick) for outcome in outcomes], sources, data_dir
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Train, print the table and the data used, optionally write Markdown; 1 when a bar is missed."""
-    arguments = parse_arguments(argv)
-    if arguments.out_dir is not None:
-        arguments.out_dir.mkdir(parents=True, exist_ok=True)
-        rows, sources, data_dir = run(arguments, arguments.out_dir)
+@click.command(help=f"{(__doc__ or '').splitlines()[0]}\n\nNETWORK: {', '.join(BARS)} (all of them by default).")
+@click.argument("networks", nargs=-1, type=click.Choice(list(BARS)), metavar="[NETWORK]...")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep the checkpoints here [default: a temporary folder].")  # fmt: skip
+@click.option("--data-dir", help="Dataset folder [default: $INTROSPECT_DATA, else a cache folder].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table as Markdown.")
+@click.option("--quick", is_flag=True,
+              help="Smoke run: each network's --quick subset and epochs (the bars are for the defaults).")  # fmt: skip
+@click.option("--epochs", type=int, help="Override every network's epochs (smoke runs only).")
+@click.pass_context
+def main(
+    ctx: click.Context, networks: tuple[str, ...], markdown: Path | None, out_dir: Path | None, **asked: Any
+) -> None:
+    """Train, print the table and the data used, optionally write Markdown; exit 1 when a bar is missed."""
+    request = Request(networks or tuple(BARS), **asked)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rows, sources, used_dir = run(request, out_dir)
     else:
         with tempfile.TemporaryDirectory(prefix="introspect-quality-") as folder:
-            rows, sources, data_dir = run(arguments, Path(folder))
-    settings = settings_text(arguments)
-    print(text_table(rows))
-    print()
-    print("\n".join(summary_lines(rows, sources, data_dir, settings)))
-    if arguments.markdown is not None:
-        arguments.markdown.parent.mkdir(parents=True, exist_ok=True)
-        arguments.markdown.write_text(markdown_report(rows, sources, data_dir, settings), encoding="utf-8")
-        _say(f"wrote {arguments.markdown}")
-    return 0 if all(row.passed for row in rows) else 1
+            rows, sources, used_dir = run(request, Path(folder))
+    settings = settings_text(request)
+    click.echo(text_table(rows))
+    click.echo()
+    click.echo("\n".join(summary_lines(rows, sources, used_dir, settings)))
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(markdown_report(rows, sources, used_dir, settings), encoding="utf-8")
+        _say(f"wrote {markdown}")
+    ctx.exit(0 if all(row.passed for row in rows) else 1)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main(prog_name="python -m scripts.quality")

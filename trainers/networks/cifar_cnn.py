@@ -1,4 +1,4 @@
-"""CifarCNN: the convolutional CIFAR-10 network of the course.
+"""``cifar-cnn``: the convolutional CIFAR-10 network of the course.
 
 conv 3->128 (k5, s2) -> conv 128->128 (k3) -> conv 128->128 (k3) -> conv 128->256 (k3) ->
 max-pool 2 -> fc 256*4*4 -> 4096 -> [dropout] -> fc 4096 -> 10, ReLU after each layer.
@@ -14,25 +14,17 @@ one epoch on a few hundred images (generated CIFAR-shaped ones when no CIFAR-10 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import torch
 from torch import nn
 
-from trainers.augmentation import flip_crop
-from trainers.catalog import RunSettings, register
+from trainers.augmentation import flip_crop_for
 from trainers.data import ImageDataset, load_cifar10
-from trainers.layers import config_from_dict, seeded
-from trainers.loop import AugmentFn, TrainConfig
-from trainers.options import AugmentOptions, as_plain, configs_with_options
-from trainers.runs import train_classifier
-from trainers.search_space import OPTIMIZER_SPACE, SearchProblem, categorical, classifier_problem, float_range, searchable
-
-TRAIN = TrainConfig(epochs=20, batch_size=128, optimizer="sgd", lr=0.01, momentum=0.9, patience=4)
-QUICK_TRAIN_SIZE = 600
-# Initial copies of the 4096-wide layers would add tens of megabytes to every checkpoint for a
-# drift figure nobody draws for them; smaller tensors (the conv kernels) are kept.
-MAX_INITIAL_ELEMENTS = 1_000_000
+from trainers.loop import TrainConfig
+from trainers.network import Network
+from trainers.options import AugmentOptions
+from trainers.search_space import OPTIMIZER_SPACE, categorical, float_range
+from trainers.settings import RunSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,31 +87,12 @@ class CifarCNN(nn.Module):
         return self.fc2(self.drop(x))
 
 
-def build(config: dict[str, Any]) -> CifarCNN:
-    """Entry point for ``introspect.architectures``: a CifarCNN from its stored config."""
-    return CifarCNN(config_from_dict(CifarCNNConfig, config))
+def load_data(settings: RunSettings, options: AugmentOptions) -> ImageDataset:
+    """CIFAR-10, or in quick mode a generated stand-in when no files can be had."""
+    return load_cifar10(settings.data_dir, quick=settings.quick, seed=settings.seed)
 
 
-def _prepare(settings: RunSettings) -> tuple[AugmentOptions, CifarCNNConfig, TrainConfig, ImageDataset, AugmentFn | None]:
-    options, config, train_config = configs_with_options(settings, AugmentOptions(), CifarCNNConfig(), TRAIN)
-    data = load_cifar10(settings.data_dir, quick=settings.quick, seed=settings.seed)
-    augment = flip_crop(data.image_shape) if options.augment else None
-    return options, config, train_config, data, augment
-
-
-@register("cifar-cnn", architecture="cifar-cnn")
-def train_cifar_cnn(settings: RunSettings) -> dict[str, Any]:
-    """CIFAR-10 CNN: four convs, max-pool, fc 4096 (--set batch_norm/dropout/width/augment)."""
-    options, config, train_config, data, augment = _prepare(settings)
-    with seeded(settings.seed):
-        model = CifarCNN(config)
-    initial = {name: p.detach().clone() for name, p in model.named_parameters() if p.numel() <= MAX_INITIAL_ELEMENTS}
-    return train_classifier(
-        model, "cifar-cnn", config, train_config, data, settings,
-        quick_train_size=QUICK_TRAIN_SIZE, augment=augment,
-        extras={"options": as_plain(options)}, initial_weights=initial,
-    )
-
+TRAIN = TrainConfig(epochs=20, batch_size=128, optimizer="sgd", lr=0.01, momentum=0.9, patience=4)
 
 SPACE = {
     **OPTIMIZER_SPACE,
@@ -128,13 +101,16 @@ SPACE = {
     "width": categorical(64, 128),
 }
 
-
-@searchable("cifar-cnn", space=SPACE)
-def cifar_cnn_problem(settings: RunSettings) -> SearchProblem:
-    """Cross-validation problem of ``cifar-cnn`` for :mod:`trainers.search`."""
-    _, config, train_config, data, augment = _prepare(settings)
-    if data.note:
-        settings.say(data.note)
-    return classifier_problem(
-        data, settings, lambda: CifarCNN(config), train_config, quick_train_size=QUICK_TRAIN_SIZE, augment=augment
-    )
+NETWORK = Network(
+    name="cifar-cnn",
+    summary="CIFAR-10 CNN: four convs, max-pool, fc 4096 (--set batch_norm/dropout/width/augment).",
+    config_class=CifarCNNConfig,
+    model=CifarCNN,
+    load_data=load_data,
+    train=TRAIN,
+    space=SPACE,
+    quick_train_size=600,
+    options=AugmentOptions(),
+    augment=flip_crop_for,
+    max_initial_elements=1_000_000,  # the conv kernels and biases, not the 4096-wide fc layers
+)

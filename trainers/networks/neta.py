@@ -1,10 +1,10 @@
-"""NetA1 and NetA2: the frozen-kernel experiments on 28x28 grayscale images.
+"""``neta1`` and ``neta2``: the frozen-kernel experiments on 28x28 grayscale images.
 
 NetA1: conv 1->4 (kernel 5, stride 2) -> ReLU -> flatten (4*12*12 = 576) -> linear 576->10.
 NetA2: the same conv, then conv 4->12 (kernel 3, stride 2) -> ReLU -> flatten (12*5*5 = 300)
 -> linear 300->10. Both return logits (train them with cross-entropy).
 
-Each comes in three schemes:
+Each is trained in three schemes, its variants (``neta1-hf``, ``neta1-ht``, ``neta1-dt``, ...):
 
 - ``hf``: the first conv starts from four hand-made 0/1 kernels and stays frozen;
 - ``ht``: the first conv starts from the hand kernels and is trained;
@@ -13,7 +13,8 @@ Each comes in three schemes:
 Every layer draws its default initialization from its own generator, seeded from ``seed`` and the
 layer's name. So layers that two models share (``linear1`` across the schemes of one architecture,
 ``conv1`` of ``dt`` across NetA1 and NetA2, ``conv2`` across NetA2's schemes) start from
-bit-identical weights, whatever else the model holds.
+bit-identical weights, whatever else the model holds. That sharing is why both architectures
+live in this one file, as two records over one class.
 """
 
 from __future__ import annotations
@@ -26,21 +27,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainers.catalog import RunSettings, register
 from trainers.data import ImageDataset, load_fashion_mnist, load_mnist
-from trainers.layers import config_from_dict
 from trainers.loop import TrainConfig
-from trainers.options import DatasetOptions, as_plain, configs_with_options
-from trainers.runs import train_classifier
-from trainers.search_space import OPTIMIZER_SPACE, SearchProblem, classifier_problem, searchable
+from trainers.network import Network, Variant
+from trainers.options import DatasetOptions
+from trainers.search_space import OPTIMIZER_SPACE
+from trainers.settings import RunSettings
 
 ARCHITECTURES = ("neta1", "neta2")
 SCHEMES = ("hf", "ht", "dt")
 HAND_SCHEMES = ("hf", "ht")
 FROZEN_LAYER = "conv1"
-QUICK_EPOCHS = 4  # enough points for the comparison pages' curves to show a trend
-TRAIN = TrainConfig(epochs=30, batch_size=128, optimizer="adam", lr=1e-3, patience=5)
-QUICK_TRAIN_SIZE = 1000
 
 # One 5x5 pattern of 0s and 1s per output channel of the first conv (copied column by column from the issue).
 HAND_PATTERNS = (
@@ -142,67 +139,51 @@ class NetA(nn.Module):
         return self.linear1(self.flatten(self.relu(x)))
 
 
-def build(config: dict[str, Any]) -> NetA:
-    """Entry point for ``introspect.architectures``: a NetA from its stored config."""
-    return NetA(config_from_dict(NetAConfig, config))
-
-
-def build_neta1(config: dict[str, Any]) -> NetA:
-    """Entry point ``neta1``: NetA1 whatever ``architecture`` the config names."""
-    return build({**config, "architecture": "neta1"})
-
-
-def build_neta2(config: dict[str, Any]) -> NetA:
-    """Entry point ``neta2``: NetA2 whatever ``architecture`` the config names."""
-    return build({**config, "architecture": "neta2"})
-
-
-def recipe_names() -> list[str]:
-    """``neta1-hf``, ``neta1-ht``, ``neta1-dt``, ``neta2-hf``, ...: one recipe per architecture and scheme."""
-    return [f"{architecture}-{scheme}" for architecture in ARCHITECTURES for scheme in SCHEMES]
-
-
-def _prepare(name: str, settings: RunSettings) -> tuple[DatasetOptions, NetAConfig, TrainConfig, ImageDataset]:
-    architecture, _, scheme = name.partition("-")
-    start = NetAConfig(architecture=architecture, scheme=scheme)
-    options, config, train_config = configs_with_options(settings, DatasetOptions(), start, TRAIN, quick_epochs=QUICK_EPOCHS)
-    config = dataclasses.replace(config, architecture=architecture, scheme=scheme)  # the name decides these
+def load_data(settings: RunSettings, options: DatasetOptions) -> ImageDataset:
+    """FashionMNIST, or MNIST with ``--set dataset=mnist``."""
     load = load_fashion_mnist if options.dataset == "fashion" else load_mnist
-    return options, config, train_config, load(settings.data_dir)
+    return load(settings.data_dir)
 
 
-def _train(name: str, settings: RunSettings) -> dict[str, Any]:
-    options, config, train_config, data = _prepare(name, settings)
-    extras = {"scheme": config.scheme, "frozen_layers": list(config.frozen_layers), "options": as_plain(options)}
-    # train_classifier stores every initial parameter, conv1.weight (the hand kernels) among them.
-    return train_classifier(
-        NetA(config), config.architecture, config, train_config, data, settings,
-        quick_train_size=QUICK_TRAIN_SIZE, extras=extras,
+def extras(config: NetAConfig) -> dict[str, Any]:
+    """The scheme and the frozen layers, for the comparison pages.
+
+    The hand kernels need no extra: every initial parameter is stored, ``conv1.weight`` among them.
+    """
+    return {"scheme": config.scheme, "frozen_layers": list(config.frozen_layers)}
+
+
+TRAIN = TrainConfig(epochs=30, batch_size=128, optimizer="adam", lr=1e-3, patience=5)
+
+_SCHEME_WORDS = {
+    "hf": "hand-made first conv, frozen",
+    "ht": "hand-made first conv, trained",
+    "dt": "default init, all trained",
+}
+
+
+def _record(architecture: str) -> Network:
+    title = architecture.replace("neta", "NetA")
+    variants = tuple(
+        Variant(scheme, f"{title} on FashionMNIST ({_SCHEME_WORDS[scheme]}; --set dataset=mnist)", {"scheme": scheme})
+        for scheme in SCHEMES
+    )
+    return Network(
+        name=architecture,
+        summary=f"{title}: the frozen-kernel experiment on FashionMNIST, in schemes {', '.join(SCHEMES)}.",
+        config_class=NetAConfig,
+        model=NetA,
+        load_data=load_data,
+        train=TRAIN,
+        space=OPTIMIZER_SPACE,
+        quick_epochs=4,  # enough points for the comparison pages' curves to show a trend
+        quick_train_size=1000,
+        options=DatasetOptions(),
+        fixed_config={"architecture": architecture},  # the key decides, whatever a stored config says
+        variants=variants,
+        extras=extras,
     )
 
 
-def _problem(name: str, settings: RunSettings) -> SearchProblem:
-    _, config, train_config, data = _prepare(name, settings)
-    return classifier_problem(data, settings, lambda: NetA(config), train_config, quick_train_size=QUICK_TRAIN_SIZE)
-
-
-def _named(function: Any, name: str, prefix: str) -> Any:
-    """``function`` bound to recipe ``name``, as a module-level-looking function (for the catalog)."""
-
-    def bound(settings: RunSettings) -> Any:
-        return function(name, settings)
-
-    bound.__name__ = bound.__qualname__ = prefix + name.replace("-", "_")
-    return bound
-
-
-_SCHEME_WORDS = {"hf": "hand-made first conv, frozen", "ht": "hand-made first conv, trained", "dt": "default init, all trained"}
-
-for _name in recipe_names():
-    _architecture, _, _scheme = _name.partition("-")
-    register(
-        _name,
-        architecture=_architecture,
-        summary=f"{_architecture.replace('neta', 'NetA')} on FashionMNIST ({_SCHEME_WORDS[_scheme]}; --set dataset=mnist)",
-    )(_named(_train, _name, "train_"))
-    searchable(_name, space=OPTIMIZER_SPACE)(_named(_problem, _name, "problem_"))
+NETA1 = _record("neta1")
+NETA2 = _record("neta2")

@@ -7,18 +7,19 @@ has the same snapshots and data extras as ``regression-mlp``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import torch
 from torch import nn
 
-from trainers.catalog import RunSettings, register
-from trainers.layers import ACTIVATIONS, INITS, activation, check_choice, config_from_dict, initialize, seeded
+from trainers.data import RegressionData, regression_data
+from trainers.layers import ACTIVATIONS, INITS, activation, check_choice, initialize, seeded
 from trainers.loop import TrainConfig
-from trainers.regression_mlp import train_regressor
-from trainers.runs import configs_for
+from trainers.network import Network
+from trainers.search_space import categorical, log_float
+from trainers.settings import RunSettings
 
-ARCHITECTURE = "regression-wide"
+#: The task is one fixed data set (as in the homework); the run's seed varies the network only.
+DATA_SEED = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,16 +65,28 @@ class RegressionWide(nn.Module):
         return self.output(self.hidden(x))
 
 
-def build(config: dict[str, Any]) -> RegressionWide:
-    """The ``introspect.architectures`` factory: a network from a checkpoint's config dict."""
-    return RegressionWide(config_from_dict(RegressionWideConfig, config))
+def load_data(settings: RunSettings, options: None) -> RegressionData:
+    """The homework's 1-D regression task, the same one ``regression-mlp`` fits."""
+    return regression_data(seed=DATA_SEED)
 
 
 TRAIN = TrainConfig(epochs=1000, batch_size=16, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=1e-3, loss="mse")
 
+SPACE = {
+    "lr": log_float(1e-3, 3e-2, grid=(3e-3, 1e-2)),
+    "weight_decay": log_float(1e-5, 1e-2, grid=(1e-3,)),
+    "activation": categorical("tanh", "relu"),
+    "batch_size": categorical(8, 16, 32),
+}
 
-@register(ARCHITECTURE)
-def train_regression_wide(settings: RunSettings) -> dict[str, Any]:
-    """1-512-256-1 tanh net on the 1-D regression task; SGD with momentum 0.9, weight decay 1e-3."""
-    config, train_config = configs_for(settings, RegressionWideConfig(), TRAIN, quick_epochs=200)
-    return train_regressor(RegressionWide(config), ARCHITECTURE, config, train_config, settings)
+NETWORK = Network(
+    name="regression-wide",
+    summary="1-512-256-1 tanh net on the 1-D regression task; SGD with momentum 0.9, weight decay 1e-3.",
+    config_class=RegressionWideConfig,
+    model=RegressionWide,
+    load_data=load_data,
+    train=TRAIN,
+    space=SPACE,
+    quick_epochs=200,
+    quick_train_size=None,
+)
