@@ -32,9 +32,9 @@ class Registry:
     @classmethod
     def default(cls, *, load_plugins: bool | None = None) -> Registry:
         """Built-ins, then plugins unless disabled by argument or ``INTROSPECT_DISABLE_PLUGIN_AUTOLOAD``."""
-        from introspect.analyzers import BUILTINS
+        from introspect.analyzers import discover
 
-        registry = cls(_spec_or_error(func, "introspect") for func in BUILTINS)
+        registry = cls(_spec_or_error(func, "introspect") for func in discover())
         if load_plugins is None:
             load_plugins = os.environ.get(DISABLE_AUTOLOAD_VARIABLE, "") in ("", "0")
         if load_plugins:

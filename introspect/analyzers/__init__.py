@@ -1,20 +1,64 @@
-"""The built-in analyzers, grouped in modules by what they need.
+"""The built-in analyzers, found by scanning this package's public modules for ``@analyzer`` functions.
 
-Each module lists its analyzers in ``ANALYZERS``; this tuple is the single place that says
-which modules are built in. Importing these modules does not import torch.
+There is no list to keep: a function decorated with ``@analyzer`` in a public module (a name not
+starting with ``_``) is a built-in. The gallery shows modules in the order of their ``POSITION``
+(modules without one come last, by name) and a module's analyzers in the order they are defined.
+Importing this package does not import torch.
 """
 
-from introspect.analyzers import activations, animations, dynamics, gradients, images, kernels, predictions, sanity, training, weights
+from __future__ import annotations
 
-BUILTINS = (
-    *weights.ANALYZERS,
-    *activations.ANALYZERS,
-    *kernels.ANALYZERS,
-    *predictions.ANALYZERS,
-    *training.ANALYZERS,
-    *dynamics.ANALYZERS,
-    *images.ANALYZERS,
-    *animations.ANALYZERS,
-    *gradients.ANALYZERS,
-    *sanity.ANALYZERS,
-)
+import importlib
+import inspect
+import pkgutil
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from introspect.spec import spec_of
+
+#: Where a module without a ``POSITION`` goes: after every module that declares one.
+_LAST = 1_000_000
+
+
+def _public_modules(package: ModuleType) -> list[ModuleType]:
+    """The package's public modules, imported, in gallery order."""
+    modules = [
+        importlib.import_module(f"{package.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(package.__path__)
+        if not info.name.startswith("_")
+    ]
+    return sorted(modules, key=lambda module: (getattr(module, "POSITION", _LAST), module.__name__))
+
+
+def _defined_here(module: ModuleType) -> list[Callable[..., Any]]:
+    """The module's own ``@analyzer`` functions in definition order (re-exports from elsewhere skipped)."""
+    found = {
+        id(value): value
+        for value in vars(module).values()
+        # isfunction first: asking a lazy-import proxy for the spec attribute would import torch.
+        if inspect.isfunction(value) and value.__module__ == module.__name__ and spec_of(value) is not None
+    }
+    return sorted(found.values(), key=lambda func: func.__code__.co_firstlineno)
+
+
+def discover(package: ModuleType | None = None) -> tuple[Callable[..., Any], ...]:
+    """Every ``@analyzer`` function defined in ``package``'s public modules (this package by default).
+
+    Args:
+        package: the package to scan; tests pass a temporary one.
+
+    Returns:
+        The analyzer functions, module by module in gallery order, each module's in definition order.
+    """
+    import introspect.analyzers as default_package
+
+    scanned = package if package is not None else default_package
+    return tuple(func for module in _public_modules(scanned) for func in _defined_here(module))
+
+
+def __getattr__(name: str) -> Any:
+    # BUILTINS stays importable, but is computed by the scan so it can never miss an analyzer.
+    if name == "BUILTINS":
+        return discover()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,6 +14,9 @@ from introspect.needs import Needs
 from introspect.plotting import bounded_text, new_figure, short_label
 from introspect.spec import analyzer
 
+#: Where this module's analyzers come in the gallery (see ``introspect.analyzers``).
+POSITION = 2
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -168,6 +171,3 @@ def _channel_summary(name: str, output: torch.Tensor) -> tuple:
     axes.set_title(f"{short_label(name)}: per-channel outputs {tuple(output.shape[1:])}", fontsize=10)
     caption = f"Mean output of each of the {len(means)} channels of {name} over the probe batch, with the range of values."
     return figure, caption
-
-
-ANALYZERS = (activations,)

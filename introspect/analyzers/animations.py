@@ -22,6 +22,9 @@ from introspect.needs import Needs
 from introspect.plotting import grid_shape, montage, new_figure, short_label, symmetric_limit
 from introspect.spec import analyzer
 
+#: Where this module's analyzers come in the gallery (see ``introspect.analyzers``).
+POSITION = 8
+
 if TYPE_CHECKING:
     import torch
 
@@ -383,6 +386,3 @@ def snapshot_animation(subject: Subject, num_frames: int) -> Artifact:
     caption = f"The network's output curve at each recorded epoch{more}, from epoch {epochs[0]:g} to {epochs[-1]:g}; dashed: the last one."
     data = {"epochs": epochs, "x": x, "outputs": curves}
     return Artifact(name="training", caption=caption, frames=frames, fps=4, data=data, summary={"num_frames": len(frames), "epochs": [float(epochs[0]), float(epochs[-1])]})
-
-
-ANALYZERS = (activation_gifs,)

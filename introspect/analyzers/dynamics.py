@@ -17,6 +17,9 @@ from introspect.needs import Needs
 from introspect.plotting import bounded_text, new_figure, panel_grid, short_label
 from introspect.spec import analyzer
 
+#: Where this module's analyzers come in the gallery (see ``introspect.analyzers``).
+POSITION = 6
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -347,6 +350,3 @@ def _response_summary(values: np.ndarray, kind: str, num_drawn: int) -> dict:
         summary["num_inactive_everywhere"] = int((~active.any(axis=0)).sum())
         summary["mean_active_fraction"] = float(active.mean())
     return summary
-
-
-ANALYZERS = (activation_health, response_curves)

@@ -37,6 +37,9 @@ from introspect.needs import Needs
 from introspect.plotting import new_figure, short_label
 from introspect.spec import analyzer
 
+#: Where this module's analyzers come in the gallery (see ``introspect.analyzers``).
+POSITION = 9
+
 if TYPE_CHECKING:
     import torch
 
@@ -304,6 +307,3 @@ def _occlude(model: torch.nn.Module, probe: ProbeSelection, image_shape: tuple[i
             target=probe.targets, perturbations_per_eval=max(1, row_cap(images, INTERNAL_BATCH_SIZE) // len(images)),
         )
     return result.detach().cpu()
-
-
-ANALYZERS = (input_saliency, grad_cam, occlusion)

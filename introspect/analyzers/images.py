@@ -16,6 +16,9 @@ from introspect.needs import Needs
 from introspect.plotting import grid_shape, montage, new_figure, short_label, symmetric_limit
 from introspect.spec import analyzer
 
+#: Where this module's analyzers come in the gallery (see ``introspect.analyzers``).
+POSITION = 7
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -119,6 +122,3 @@ def _feature_map_artifact(name: str, output: torch.Tensor, images: np.ndarray, i
     caption = f"Output of layer {name} for {len(indices)} probe images: {kept}, one shared colour scale (±{limit:.3g})."
     summary = {"num_channels": int(output.shape[1]), "channels_shown": channels.tolist(), "images": list(indices), "limit": limit}
     return Artifact(name=f"maps-{name}", caption=caption, layer=name, figure=figure, data={"maps": maps, "channels": channels}, summary=summary)
-
-
-ANALYZERS = (feature_maps,)

@@ -18,6 +18,9 @@ from introspect.needs import Needs
 from introspect.plotting import montage, new_figure, short_label, symmetric_limit
 from introspect.spec import analyzer
 
+#: Where this module's analyzers come in the gallery (see ``introspect.analyzers``).
+POSITION = 3
+
 if TYPE_CHECKING:
     import torch
     from matplotlib.figure import Figure
@@ -391,6 +394,3 @@ def linear_receptive_fields(
         extra = f" {left_out} of {len(products)} dense layers are not drawn (evenly spaced selection)." if left_out else ""
         artifacts[0] = dataclasses.replace(artifacts[0], caption=artifacts[0].caption + note + extra)
     return artifacts
-
-
-ANALYZERS = (kernel_grids, linear_receptive_fields)

@@ -16,6 +16,9 @@ from introspect.needs import Needs
 from introspect.plotting import bounded_text, new_figure, short_label
 from introspect.spec import analyzer
 
+#: Where this module's analyzers come in the gallery (see ``introspect.analyzers``).
+POSITION = 4
+
 if TYPE_CHECKING:
     import torch
     from matplotlib.figure import Figure
@@ -277,6 +280,3 @@ def model_summary(subject: Subject, /, *, batch_size: int = 2, max_rows: int = M
         Artifact(name="totals", caption="Parameter totals and the estimated memory for one input, as torchsummary reports them.",
                  table=table_rows, data=totals, summary=totals),
     ]
-
-
-ANALYZERS = (confusion_matrix, model_summary)

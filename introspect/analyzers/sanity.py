@@ -25,6 +25,9 @@ from introspect.needs import Needs
 from introspect.plotting import montage, new_figure, short_label
 from introspect.spec import analyzer
 
+#: Where this module's analyzers come in the gallery (see ``introspect.analyzers``).
+POSITION = 10
+
 if TYPE_CHECKING:
     import torch
     from matplotlib.figure import Figure
@@ -216,6 +219,3 @@ def _sanity_figure(spearman: np.ndarray, edge_spearman: np.ndarray, labels: list
     first = short_label(title.splitlines()[0])
     strip_axes.set_title(f"|saliency| of the first image ({first}), each map scaled to its maximum", fontsize=8)
     return figure
-
-
-ANALYZERS = (saliency_sanity,)

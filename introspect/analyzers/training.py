@@ -16,6 +16,9 @@ from introspect.needs import Needs
 from introspect.plotting import new_figure
 from introspect.spec import analyzer
 
+#: Where this module's analyzers come in the gallery (see ``introspect.analyzers``).
+POSITION = 5
+
 if TYPE_CHECKING:
     import torch
     from matplotlib.axes import Axes
@@ -357,6 +360,3 @@ def _fit_caption(errors: dict[str, Any], best_note: str) -> str:
         caption += f" The test MSE recorded in the checkpoint ({recorded:.4g}) {verdict}"
         caption += "." if match != "neither" else f" (final state {100 * errors['recorded_relative_difference']:.2g}% off)."
     return caption
-
-
-ANALYZERS = (training_curves, regression_fit)

@@ -14,6 +14,9 @@ from introspect.needs import Needs
 from introspect.plotting import bounded_text, new_figure, panel_grid, short_label
 from introspect.spec import analyzer
 
+#: Where this module's analyzers come in the gallery (see ``introspect.analyzers``).
+POSITION = 1
+
 if TYPE_CHECKING:
     import torch
 
@@ -176,6 +179,3 @@ def _statistics_table(layers: dict[str, dict[str, torch.Tensor]], drawn: set[str
 
 def _number(value: float) -> float | None:
     return None if not np.isfinite(value) else float(value)
-
-
-ANALYZERS = (weight_histograms,)

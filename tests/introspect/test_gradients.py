@@ -15,7 +15,7 @@ from introspect.spec import spec_of
 from introspect.subject import Subject, Task
 from introspect.testing import check_analyzer, conv_image_subject, dense_image_subject, scalar_regression_subject
 
-ANALYZERS = (*gradients.ANALYZERS, *sanity.ANALYZERS)
+ANALYZERS = (gradients.input_saliency, gradients.grad_cam, gradients.occlusion, sanity.saliency_sanity)
 MNIST_NORMALIZATION = {"mean": [0.1307], "std": [0.3081]}
 
 

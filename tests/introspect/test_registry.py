@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from importlib import metadata
 
 import pytest
@@ -86,3 +87,69 @@ def test_decorator_requires_docstring_and_snake_case() -> None:
         analyzer(lambda subject: [], name="nodoc")
     with pytest.raises(ValueError, match="snake_case"):
         analyzer(fresh_analyzer, name="Bad-Name")
+
+
+NEW_MODULE = '''
+"""A module that a developer just added."""
+
+from introspect import Needs, analyzer
+
+
+@analyzer(needs=Needs.WEIGHTS)
+def parameter_count(subject, /):
+    """How many parameters the model has; returns no artifact."""
+    return []
+
+
+@analyzer(needs=Needs.WEIGHTS)
+def second_new(subject, /):
+    """A second analyzer, defined after the first."""
+    return []
+'''
+
+
+def _temporary_package(tmp_path, monkeypatch: pytest.MonkeyPatch, name: str):
+    """A package on ``sys.path`` holding one public analyzer module and one private one."""
+    import importlib
+
+    package_dir = tmp_path / name
+    package_dir.mkdir()
+    (package_dir / "__init__.py").write_text("")
+    (package_dir / "fresh.py").write_text(NEW_MODULE)
+    # A private module is a helper, never scanned, even if it holds an analyzer.
+    (package_dir / "_helpers.py").write_text(NEW_MODULE.replace("parameter_count", "hidden_one"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return importlib.import_module(name)
+
+
+def test_an_analyzer_added_to_a_module_is_found_without_touching_a_list(tmp_path, monkeypatch, request) -> None:
+    from introspect import analyzers
+    from introspect.testing import check_analyzer
+
+    package = _temporary_package(tmp_path, monkeypatch, "introspect_discovery_probe")
+    found = analyzers.discover(package)
+    assert [func.__name__ for func in found] == ["parameter_count", "second_new"]
+    assert check_analyzer(found[0])["weights_only"] == "ok"
+
+    # The default registry scans introspect.analyzers' own path: add a folder to it, so the new
+    # module is imported as introspect.analyzers.fresh, exactly like a file added to the package.
+    monkeypatch.setattr(analyzers, "__path__", [*analyzers.__path__, str(tmp_path / "introspect_discovery_probe")])
+    request.addfinalizer(lambda: sys.modules.pop("introspect.analyzers.fresh", None))
+    registry = Registry.default(load_plugins=False)
+    assert "parameter_count" in registry and "hidden_one" not in registry
+    assert registry.get("parameter_count").package == "introspect"
+    assert check_analyzer(registry.get("parameter_count"))["weights_only"] == "ok"
+
+
+def test_every_public_analyzer_function_is_a_builtin() -> None:
+    import inspect
+    import pkgutil
+
+    from introspect import analyzers
+
+    registered = {spec.func for spec in Registry.default(load_plugins=False)}
+    for info in pkgutil.iter_modules(analyzers.__path__):
+        module = __import__(f"introspect.analyzers.{info.name}", fromlist=["_"])
+        for value in vars(module).values():
+            if inspect.isfunction(value) and spec_of(value) is not None and not info.name.startswith("_"):
+                assert value in registered, f"{info.name}.{value.__name__} is not registered"
