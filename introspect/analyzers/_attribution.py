@@ -290,24 +290,6 @@ def channel_maps(values: torch.Tensor | np.ndarray, image_shape: tuple[int, int,
     return images.mean(axis=1) if reduce == "mean" else images.sum(axis=1)
 
 
-def display_images(subject: Subject, inputs: torch.Tensor) -> np.ndarray:
-    """Inputs as (N, H, W, 3) RGB in [0, 1]: normalization undone, stretched only when out of range."""
-    channels, height, width = subject.task.image_shape
-    images = inputs.detach().cpu().double().reshape(len(inputs), channels, height, width)
-    normalization = subject.task.normalization
-    if normalization:
-        mean = torch.as_tensor(list(normalization["mean"]), dtype=torch.float64).reshape(1, -1, 1, 1)
-        std = torch.as_tensor(list(normalization["std"]), dtype=torch.float64).reshape(1, -1, 1, 1)
-        images = images * std + mean
-    array = images.numpy()
-    if array.min() < 0.0 or array.max() > 1.0:
-        low = array.min(axis=(1, 2, 3), keepdims=True)
-        array = (array - low) / np.maximum(array.max(axis=(1, 2, 3), keepdims=True) - low, 1e-12)
-    if channels == 3:
-        return array.transpose(0, 2, 3, 1)
-    return np.repeat(array.mean(axis=1)[..., None], 3, axis=3)
-
-
 def colourize(maps: np.ndarray, signed: bool) -> np.ndarray:
     """(N, H, W) maps → (N, H, W, 3) colours, each map scaled to its own largest magnitude."""
     from matplotlib import colormaps

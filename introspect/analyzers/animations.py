@@ -14,7 +14,8 @@ from introspect._lazy import lazy_import
 from introspect.analyzers import _raster as raster
 from introspect.analyzers.activations import evenly_spaced, interesting_layers
 from introspect.analyzers.dynamics import activation_layers, curve_layers, scalar_domain
-from introspect.analyzers.images import display_images, strongest_channels
+from introspect.analyzers._shared import display_images
+from introspect.analyzers.images import strongest_channels
 from introspect.artifacts import Artifact
 from introspect.capture import evaluation_mode, recording
 from introspect.errors import SkipAnalyzer

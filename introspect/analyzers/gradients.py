@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from introspect._lazy import lazy_import
+from introspect.analyzers._shared import display_images
 from introspect.analyzers._attribution import (
     INTERNAL_BATCH_SIZE,
     ProbeSelection,
@@ -22,7 +23,6 @@ from introspect.analyzers._attribution import (
     attribute,
     channel_maps,
     choose_probe,
-    display_images,
     estimate_macs,
     in_eval_mode,
     occlusion_window,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from introspect._lazy import lazy_import
+from introspect.analyzers._shared import display_images
 from introspect.analyzers.activations import evenly_spaced
 from introspect.artifacts import Artifact
 from introspect.capture import capture_activations, leaf_layers
@@ -38,27 +39,6 @@ def pick_images(labels: torch.Tensor | None, count: int, limit: int) -> list[int
         chosen = list(first_of_class.values())[:limit]
     chosen += [index for index in range(count) if index not in chosen]
     return sorted(chosen[:limit])
-
-
-def display_images(subject: Subject, inputs: torch.Tensor) -> np.ndarray:
-    """Inputs as (N, H, W, 3) floats in [0, 1]: normalization undone, else rescaled per image."""
-    channels, height, width = subject.task.image_shape
-    images = inputs.detach().cpu().double().reshape(len(inputs), channels, height, width)
-    normalization = subject.task.normalization
-    if normalization:
-        mean = torch.tensor(normalization["mean"], dtype=torch.float64).reshape(1, -1, 1, 1)
-        std = torch.tensor(normalization["std"], dtype=torch.float64).reshape(1, -1, 1, 1)
-        images = images * std + mean
-    array = images.numpy()
-    # Rounding after undoing a normalization overshoots [0, 1] slightly; only a real overshoot rescales.
-    if array.min() < -0.02 or array.max() > 1.02:
-        low = array.min(axis=(1, 2, 3), keepdims=True)
-        span = np.maximum(array.max(axis=(1, 2, 3), keepdims=True) - low, 1e-12)
-        array = (array - low) / span
-    array = np.clip(array, 0.0, 1.0)
-    if channels != 3:
-        array = np.repeat(array.mean(axis=1, keepdims=True), 3, axis=1)
-    return array.transpose(0, 2, 3, 1)
 
 
 def conv_layers(model: nn.Module) -> list[str]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from introspect._lazy import lazy_import
+from introspect.analyzers._shared import display_images
 from introspect.analyzers._attribution import (
     ProbeSelection,
     in_eval_mode,
@@ -16,7 +17,6 @@ from introspect.analyzers._attribution import (
     channel_maps,
     choose_probe,
     colourize,
-    display_images,
     estimate_macs,
 )
 from introspect.artifacts import Artifact

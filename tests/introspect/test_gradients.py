@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from introspect.analyzers import _attribution, gradients, sanity
+from introspect.analyzers import _attribution, _shared, gradients, sanity
 from introspect.runner import run_one
 from introspect.spec import spec_of
 from introspect.subject import Subject, Task
@@ -253,7 +253,7 @@ def test_display_images_undo_the_normalization() -> None:
     inputs = (raw - 0.1307) / 0.3081
     task = Task(kind="classification", input_shape=(36,), image_shape=(1, 6, 6), normalization=MNIST_NORMALIZATION)
     subject = Subject(weights={}, task=task)
-    shown = _attribution.display_images(subject, inputs.reshape(3, 36))
+    shown = _shared.display_images(subject, inputs.reshape(3, 36))
     np.testing.assert_allclose(shown[..., 0], raw[:, 0].double().numpy(), atol=1e-6)
     np.testing.assert_allclose(shown[..., 0], shown[..., 2])
 
@@ -302,7 +302,7 @@ def test_randomization_correlation_is_one_untouched_then_drops_on_trained_mnist_
 
 def test_saliency_on_trained_mnist_cnn_follows_the_digit(mnist_cnn_subject: Subject) -> None:
     artifact = gradients.input_saliency(mnist_cnn_subject, methods=("integrated_gradients",))[0]
-    images = _attribution.display_images(mnist_cnn_subject, mnist_cnn_subject.probe_inputs[artifact.data["indices"]])[..., 0]
+    images = _shared.display_images(mnist_cnn_subject, mnist_cnn_subject.probe_inputs[artifact.data["indices"]])[..., 0]
     ink = images > 0.5
     magnitude = np.abs(artifact.data["maps"])
     # Against a zero (mean-grey) baseline, Integrated Gradients concentrate on the strokes.

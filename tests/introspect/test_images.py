@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from introspect.analyzers.images import display_images, feature_maps, pick_images
+from introspect.analyzers import _shared, animations, gradients, images, sanity
+from introspect.analyzers._shared import display_images
+from introspect.analyzers.images import feature_maps, pick_images
 from introspect.runner import run_one
 from introspect.spec import spec_of
 from introspect.subject import Subject, Task
@@ -86,3 +88,38 @@ def test_feature_maps_on_resnet18_are_capped() -> None:
     assert all(artifact.data["maps"].shape[:2] == (3, min(64, artifact.summary["num_channels"])) for artifact in artifacts)
     last = artifacts[-1]
     assert last.layer == "layer4.1.conv2" and "64 strongest (mean |output|) of 512 channels" in last.caption
+
+
+def test_every_analyzer_shows_a_probe_image_with_the_one_display_images() -> None:
+    # One function, so no analyzer can carry its own clipping rule.
+    for module in (images, gradients, sanity, animations):
+        assert module.display_images is _shared.display_images, module.__name__
+
+
+def test_two_analyzers_show_the_same_probe_with_the_same_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    subject = conv_image_subject(channels=3)
+    # Slightly past [0, 1], as rounding leaves it after undoing a normalization: the case the two
+    # former copies treated differently (one stretched the image, the other clipped it).
+    subject = dataclasses.replace(subject, probe_inputs=subject.probe_inputs * 1.01)
+    shown: dict[str, dict[bytes, np.ndarray]] = {}
+
+    def spy(module_name: str):
+        def record(subject: Subject, inputs: torch.Tensor) -> np.ndarray:
+            result = _shared.display_images(subject, inputs)
+            rows = inputs.detach().cpu().reshape(len(inputs), -1)
+            shown.setdefault(module_name, {}).update({row.numpy().tobytes(): image for row, image in zip(rows, result)})
+            return result
+
+        return record
+
+    for module in (images, gradients):
+        monkeypatch.setattr(module, "display_images", spy(module.__name__))
+    feature_maps(subject)
+    gradients.grad_cam(subject)
+    first, second = shown.values()
+    common = set(first) & set(second)
+    assert common, "the two analyzers showed no probe in common"
+    for key in common:
+        np.testing.assert_array_equal(first[key], second[key])
