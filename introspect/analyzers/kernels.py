@@ -13,6 +13,7 @@ from introspect._lazy import lazy_import
 from introspect.analyzers.activations import evenly_spaced
 from introspect.artifacts import Artifact
 from introspect.capture import leaf_layers
+from introspect.colours import DIVERGING, PADDING_GREY, diverging_colormap  # noqa: F401 - names kept for one release
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
 from introspect.plotting import montage, new_figure, short_label, symmetric_limit
@@ -35,8 +36,6 @@ MAX_INPUT_CHANNELS = 8
 MAX_TILES = 256
 MAX_UNITS = 64
 MAX_DENSE_LAYERS = 12
-DIVERGING = "RdBu_r"
-PADDING_GREY = (0.72, 0.72, 0.72)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +135,7 @@ def draw_panels(groups: Sequence[Sequence[tuple[str, np.ndarray]]], limits: Sequ
     width, height = _panel_inches(panels[0][1])
     figure = new_figure(len(panels) * width + (0.2 if rgb else 0.9) * len(groups) + 0.3, height + 0.7)
     axes_list = iter(figure.subplots(1, len(panels), squeeze=False)[0])
-    cmap = _diverging()
+    cmap = diverging_colormap()
     for group, limit in zip(groups, limits):
         group_axes = []
         for label, image in group:
@@ -153,13 +152,6 @@ def draw_panels(groups: Sequence[Sequence[tuple[str, np.ndarray]]], limits: Sequ
             colorbar.ax.tick_params(labelsize=7)
     figure.suptitle(title, fontsize=10)
     return figure
-
-
-def _diverging():  # noqa: ANN202 - a matplotlib Colormap
-    from matplotlib import colormaps
-
-    # grey padding between tiles, so that near-zero (white) kernels stay visible as tiles
-    return colormaps[DIVERGING].with_extremes(bad=PADDING_GREY)
 
 
 def _kernel_numbers(
@@ -319,7 +311,7 @@ def _field_figure(name: str, fields: np.ndarray, labels: list[str], limit: float
     figure = new_figure(*_field_inches(image))
     axes = figure.add_subplot()
     shown = axes.imshow(image, interpolation="nearest") if rgb else axes.imshow(
-        image, cmap=_diverging(), vmin=-limit, vmax=limit, interpolation="nearest"
+        image, cmap=diverging_colormap(), vmin=-limit, vmax=limit, interpolation="nearest"
     )
     for index, label in enumerate(labels):
         row, column = divmod(index, columns)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from introspect import history as history_module
 from introspect._lazy import lazy_import
 from introspect.artifacts import Artifact
 from introspect.errors import SkipAnalyzer
@@ -52,14 +53,13 @@ def _marker(num_points: int) -> str:
     return "." if num_points <= 60 else ""
 
 
-def best_epoch_of(history: Mapping[str, Any], epochs: np.ndarray, val_loss: np.ndarray | None) -> int | None:
-    """The recorded best epoch, or the epoch of the lowest validation loss, or ``None``."""
-    recorded = history.get("best_epoch")
-    if isinstance(recorded, (int, np.integer)) and not isinstance(recorded, bool):
-        return int(recorded)
-    if val_loss is not None and np.isfinite(val_loss).any():
-        return int(epochs[int(np.nanargmin(val_loss))])
-    return None
+def best_epoch_of(history: Mapping[str, Any]) -> int | None:
+    """The best epoch by :func:`introspect.history.best_epoch`, the one definition the comparison table uses too.
+
+    A ``best_epoch`` recorded in the history is not consulted: it could disagree with the curves
+    drawn, and the comparison of checkpoints would then mark a different epoch than this figure.
+    """
+    return history_module.best_epoch(history)
 
 
 def value_at(series: np.ndarray | None, epochs: np.ndarray, epoch: int | None) -> float | None:
@@ -182,7 +182,7 @@ def training_curves(subject: Subject, /) -> list[Artifact]:
     length = max(len(values) for values in series.values())
     epochs = numeric_series(history.get("epoch"))
     epochs = np.arange(1, length + 1, dtype=np.float64) if epochs is None or len(epochs) < length else epochs
-    best = best_epoch_of(history, epochs, series.get("val_loss"))
+    best = best_epoch_of(history)
     small = [name for name, present in (("timing", timing), ("rate", rate is not None)) if present]
     figure = _curves_figure(epochs, series, panels, small, rate, best)
     summary = curve_summary(series, epochs, best)
