@@ -41,13 +41,15 @@ COMPARISONS = (
     (
         "hf-across-architectures",
         "Frozen hand-made kernels across architectures",
-        "One scheme (HF) across architectures: does a second, trained conv layer make up for frozen first-layer kernels?",
+        "One scheme (HF) across architectures: does a second, trained conv layer make up for frozen first-layer"
+        " kernels?",
         ("neta1-hf", "neta2-hf"),
     ),
     (
         "neta1-against-neta2-hf",
         "Every NetA1 scheme against NetA2-HF",
-        "Can training the first layer of the shallow net (HT, DT) match adding depth on top of frozen kernels (NetA2-HF)?",
+        "Can training the first layer of the shallow net (HT, DT) match adding depth on top of frozen kernels"
+        " (NetA2-HF)?",
         ("neta1-hf", "neta1-ht", "neta1-dt", "neta2-hf"),
     ),
 )
@@ -80,7 +82,9 @@ def ensure_checkpoints(names: Sequence[str], retrain: bool, data_dir: str | None
             found[name] = path
             continue
         say(f"[{index}/{len(names)}] {name}: training (quick)")
-        settings = RunSettings(quick=True, seed=SEED, data_dir=data_dir, log=lambda note, n=name: say(f"    {n}: {note}"))
+        settings = RunSettings(
+            quick=True, seed=SEED, data_dir=data_dir, log=lambda note, n=name: say(f"    {n}: {note}")
+        )
         started = time.monotonic()
         try:
             found[name] = train(name, settings, path)
@@ -96,88 +100,84 @@ def extra_checkpoints(known: Sequence[str]) -> dict[str, Path]:
     return {path.stem: path for path in sorted(CHECKPOINT_DIR.glob("*.pt")) if path.stem not in known}
 
 
-def analyze_into(name: str, path: Path, folder: Path) -> tuple[dict[str, Any], Any, int] | None:
-    """Every analyzer on one checkpoint, its page written into ``folder`` at once.
+def analyze_into(writer: Any, specs: Sequence[Any], name: str, title: str, path: Path) -> tuple[Any, int] | None:
+    """Every analyzer on one checkpoint, its page added to ``writer`` as the results come.
 
-    Writing each page as soon as it is analyzed, instead of handing all reports to
-    ``write_collection``, keeps one checkpoint's figures in memory at a time (all of them
-    together took almost 4 GB). Returns the page manifest, the subject and the exit code.
+    The results go to the writer one at a time, so only one analyzer's figures are in memory at
+    once (holding every report until the end took almost 4 GB). Returns the subject and the
+    exit code (1 when an analyzer failed or the checkpoint could only partly be analyzed).
     """
-    from introspect.api import analyze
     from introspect.errors import IntrospectError
-    from introspect.gallery import INDEX_NAME, write_page
+    from introspect.loading import load_checkpoint
+    from introspect.runner import run_one
 
     started = time.monotonic()
     try:
-        report = analyze(path, analyzers="all", seed=SEED)
+        subject = load_checkpoint(path, seed=SEED)
     except IntrospectError as error:
         say(f"{name}: not analyzed: {error}")
         return None
-    counts = {status: sum(r.status == status for r in report.results) for status in ("ok", "skipped", "failed")}
-    say(f"{name}: analyzed in {time.monotonic() - started:.1f} s ({counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed)")
-    for result in report.results:
-        if result.status == "failed":
-            say(f"    {name}: {result.name} failed: {result.reason}")
-    folder.mkdir()
-    manifest = write_page(report.subject, report.specs, report.results, folder, parent_index=f"../{INDEX_NAME}")
-    return manifest, report.subject, report.exit_code
+    results = (reported(name, run_one(subject, spec)) for spec in specs)
+    counts = writer.add_page(title, subject, specs, results)["counts"]
+    summary = f"{counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed"
+    say(f"{name}: analyzed in {time.monotonic() - started:.1f} s ({summary})")
+    return subject, int(bool(counts["failed"] or subject.metadata.get("warnings")))
 
 
-def write_comparisons(subjects: dict[str, Any], folder: Path, slugs: dict[str, str]) -> list[dict[str, str]]:
-    """The comparison pages whose networks are there (two at least); returns the index's links to them."""
-    from introspect.compare import compare_subjects, write_comparison
+def reported(name: str, result: Any) -> Any:
+    """``result``, after saying why it failed if it did."""
+    if result.status == "failed":
+        say(f"    {name}: {result.name} failed: {result.reason}")
+    return result
 
-    links = []
+
+def add_comparisons(writer: Any, subjects: dict[str, Any]) -> None:
+    """The comparison pages whose networks are there (two at least), linked from the index."""
+    from introspect.compare import compare_subjects
+
     for slug, title, text, names in COMPARISONS:
         entries = [(display_name(name), subjects[name]) for name in names if name in subjects]
         if len(entries) < 2:
             say(f"comparison {slug}: left out, fewer than two of {', '.join(names)} are there")
             continue
         comparison = compare_subjects(entries)
-        page_links = {entry_title: f"../../{slugs[entry_title]}/index.html" for entry_title, _ in entries}
-        write_comparison(comparison, folder / slug, force=True, title=title, description=text, parent_index="../../index.html", links=page_links)
+        writer.add_comparison(comparison, slug=slug, title=title, description=text)
         say(f"comparison {slug}: {len(entries)} checkpoints, {len(comparison.shared)} shared parameters")
-        links.append({"title": title, "href": f"comparisons/{slug}/index.html", "description": text})
-    return links
 
 
 def build_site(checkpoints: dict[str, Path], out_dir: Path) -> tuple[Path, int]:
     """A page per checkpoint, the comparison pages, then the index listing both; atomically."""
-    from introspect.gallery import INDEX_NAME, staging_folder, unique_slugs, write_collection_index
-    from introspect.manifest import build_collection_manifest, collection_entry
+    from introspect.registry import Registry
+    from introspect.report import GalleryWriter
 
-    titles = [display_name(name) for name in checkpoints]
-    slugs = dict(zip(titles, unique_slugs(titles)))
+    specs = Registry.default().select(select_all=True)
     compared = {name for *_, names in COMPARISONS for name in names}
-    entries, subjects, exit_code = [], {}, 0
-    with staging_folder(out_dir) as staging:
-        for index, ((name, path), title) in enumerate(zip(checkpoints.items(), titles), start=1):
+    subjects, exit_code = {}, 0
+    with GalleryWriter(out_dir, force=True) as writer:
+        for index, (name, path) in enumerate(checkpoints.items(), start=1):
             say(f"[{index}/{len(checkpoints)}] {name}: analyzing")
-            done = analyze_into(name, path, staging / slugs[title])
-            if done is None:
-                exit_code = 1
-                continue
-            manifest, subject, code = done
-            entries.append(collection_entry(title, slugs[title], manifest))
-            exit_code = max(exit_code, code)
-            if name in compared:  # keep only what the comparisons need, not every network's weights
-                subjects[name] = subject
+            done = analyze_into(writer, specs, name, display_name(name), path)
+            exit_code = max(exit_code, 1 if done is None else done[1])
+            if done is not None and name in compared:  # keep only what the comparisons need
+                subjects[name] = done[0]
+            del done
             gc.collect()
-        if not entries:
+        if not writer.pages:
             raise SystemExit("nothing to show: no checkpoint could be trained or analyzed")
-        collection = build_collection_manifest(entries)
-        collection["links"] = write_comparisons(subjects, staging / "comparisons", slugs)
-        write_collection_index(collection, staging)
-    return out_dir / INDEX_NAME, exit_code
+        add_comparisons(writer, subjects)
+    return writer.index_path, exit_code
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line: which networks, where the data is, whether to retrain."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", metavar="NETWORK", help="Build only these networks (repeatable); default: all.")
+    parser.add_argument(
+        "--only", action="append", metavar="NETWORK", help="Build only these networks (repeatable); default: all."
+    )
     parser.add_argument("--retrain", action="store_true", help="Train again even where a checkpoint exists.")
     parser.add_argument("--data-dir", help="Dataset folder (default: $INTROSPECT_DATA, else the cache folder).")
-    parser.add_argument("--out", type=Path, default=SITE_DIR, help=f"Site folder (default: {SITE_DIR.relative_to(ROOT.parent)}).")
+    shown = SITE_DIR.relative_to(ROOT.parent)
+    parser.add_argument("--out", type=Path, default=SITE_DIR, help=f"Site folder (default: {shown}).")
     return parser.parse_args(argv)
 
 

@@ -21,7 +21,9 @@ _EXPORTS = {
     "capture_activations": "introspect.capture",
     "list_analyzers": "introspect.api",
     "run_analyzers": "introspect.runner",
-    "write_gallery": "introspect.gallery",
+    "write_gallery": "introspect.report",
+    "GalleryWriter": "introspect.report",
+    "new_figure": "introspect.plotting",
     "analyzer": "introspect.spec",
     "AnalyzerSpec": "introspect.spec",
     "Needs": "introspect.needs",
@@ -32,6 +34,7 @@ _EXPORTS = {
     "Registry": "introspect.registry",
     "IntrospectError": "introspect.errors",
     "CheckpointError": "introspect.errors",
+    "GalleryError": "introspect.errors",
     "PluginError": "introspect.errors",
     "SkipAnalyzer": "introspect.errors",
 }

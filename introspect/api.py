@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from introspect.artifacts import AnalyzerResult
 from introspect.errors import PluginError
-from introspect.gallery import write_gallery
-from introspect.outdir import claim_output_dir
 from introspect.registry import Registry
+from introspect.report import write_gallery
+from introspect.report.outdir import claim_output_dir
 from introspect.runner import ProgressCallback, run_analyzers, within_limit
 from introspect.spec import AnalyzerSpec
 from introspect.subject import Subject, Task

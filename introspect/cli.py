@@ -125,8 +125,8 @@ def analyze(checkpoints: tuple[str, ...], select_all: bool, names: tuple[str, ..
     With several checkpoints the gallery has a page per checkpoint and an index listing them.
     """
     from introspect.api import analyze as run_analysis
-    from introspect.outdir import claim_output_dir
     from introspect.registry import Registry
+    from introspect.report.outdir import claim_output_dir
 
     if not select_all and not names:
         raise click.UsageError("choose analyzers with --all or -a NAME ('introspect list' shows them)")
@@ -171,7 +171,7 @@ def _write_collection(
     """The multi-checkpoint gallery, written within ``timeout`` like a single page."""
     import functools
 
-    from introspect.gallery import write_collection
+    from introspect.report import write_collection
     from introspect.runner import within_limit
 
     pages = [(Path(checkpoint).stem, report) for checkpoint, report in zip(checkpoints, reports)]

@@ -1,10 +1,15 @@
-"""``introspect info``: a plain description of a loaded checkpoint."""
+"""Plain facts about a loaded checkpoint: for ``introspect info`` and for the top of every page.
+
+Everything here returns JSON-ready values (see :func:`plain`), so the same facts go into
+``introspect info --json``, a gallery's ``manifest.json`` and the comparison table.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
-from introspect.manifest import plain, subject_header
 from introspect.subject import Subject
 
 #: Layers listed by the text form; the JSON form lists all of them.
@@ -12,9 +17,72 @@ MAX_LISTED_LAYERS = 200
 MAX_NAME_WIDTH = 100
 
 
+def plain(value: Any) -> Any:
+    """``value`` made JSON-ready: tensors and arrays to lists, NaN/Inf to strings, keys to str."""
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if hasattr(value, "tolist"):
+        return plain(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def parameter_counts(subject: Subject) -> tuple[int, int]:
+    """(trainable, frozen) parameter counts; without a model every weight counts as trainable."""
+    if subject.model is None:
+        return sum(int(t.numel()) for t in subject.weights.values()), 0
+    trainable = sum(int(p.numel()) for p in subject.model.parameters() if p.requires_grad)
+    frozen = sum(int(p.numel()) for p in subject.model.parameters() if not p.requires_grad)
+    return trainable, frozen
+
+
+def architecture_name(subject: Subject, *, unknown: str = "unknown (weights only)") -> str:
+    """The architecture the checkpoint names, else the model's class name, else ``unknown``."""
+    if subject.metadata.get("architecture"):
+        return subject.metadata["architecture"]
+    return type(subject.model).__name__ if subject.model is not None else unknown
+
+
+def subject_header(subject: Subject) -> dict[str, Any]:
+    """What was analyzed, for the top of the page: architecture, sizes, task, metrics."""
+    trainable, frozen = parameter_counts(subject)
+    task = subject.task
+    return {
+        "architecture": architecture_name(subject),
+        "format": subject.metadata.get("format", "in-memory model"),
+        "parameters": {"trainable": trainable, "frozen": frozen, "total": trainable + frozen},
+        "task": task.kind,
+        "dataset": task.dataset,
+        "input_shape": list(task.input_shape) if task.input_shape else None,
+        "class_names": list(task.class_names),
+        "metrics": plain(subject.metadata.get("metrics") or {}),
+        "probe": probe_description(subject),
+        "model_note": subject.model_note,
+        "warnings": list(subject.metadata.get("warnings") or []),
+        "created": subject.metadata.get("created"),
+    }
+
+
+def probe_description(subject: Subject) -> str:
+    """How many probe inputs there are and where they came from, in a few words."""
+    if subject.probe_inputs is None:
+        return "none"
+    size = int(subject.probe_inputs.shape[0])
+    if subject.probe_is_synthetic:
+        return f"{size} random inputs (no probe was stored or given)"
+    note = subject.metadata.get("probe_note")  # e.g. "probe cut from 5000 to 256 inputs (--max-probe)"
+    return f"{size} inputs ({note})" if note else f"{size} inputs"
+
+
 def describe_checkpoint(subject: Subject) -> dict[str, Any]:
     """Format, architecture, parameter counts, layers with shapes, task, metrics and probe size."""
     header = subject_header(subject)
+    available = subject.available()
     return {
         "path": subject.metadata.get("path"),
         "sha256": subject.metadata.get("sha256"),
@@ -28,7 +96,7 @@ def describe_checkpoint(subject: Subject) -> dict[str, Any]:
         "probe_size": int(subject.probe_inputs.shape[0]) if subject.probe_inputs is not None else 0,
         "probe": header["probe"],
         "history_epochs": len((subject.history or {}).get("epoch", [])),
-        "available": [flag.name.lower() for flag in type(subject.available()) if flag and flag in subject.available()],
+        "available": [flag.name.lower() for flag in type(available) if flag and flag in available],
         "warnings": list(subject.metadata.get("warnings") or []),
     }
 
@@ -37,13 +105,14 @@ def format_description(description: dict[str, Any]) -> str:
     """The description as aligned text lines."""
     parameters = description["parameters"]
     task = description["task"]
+    counts = f"{parameters['total']:,} ({parameters['trainable']:,} trainable, {parameters['frozen']:,} frozen)"
     lines = [
         f"file          {description['path']}",
         f"sha256        {description['sha256']}",
         f"format        {description['format']}",
         f"architecture  {description['architecture']}",
         f"model         {description['model']}",
-        f"parameters    {parameters['total']:,} ({parameters['trainable']:,} trainable, {parameters['frozen']:,} frozen)",
+        f"parameters    {counts}",
         f"task          {task['kind']}" + (f" on {task['dataset']}" if task.get("dataset") else ""),
         f"input shape   {task['input_shape']}",
         f"probe         {description['probe']}",

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from introspect.cli import main
-from introspect.compare import compare_subjects, shared_parameters, write_comparison
-from introspect.gallery import rerender
+from introspect.compare import compare_subjects, shared_parameters
+from introspect.report import comparison_figures, rerender, write_comparison
 from introspect.subject import Subject, Task
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -73,7 +73,7 @@ def test_table_numbers_equal_the_histories() -> None:
         assert row["trainable"] == sum(p.numel() for p in subject.model.parameters() if p.requires_grad)
         assert row["frozen"] == sum(p.numel() for p in subject.model.parameters() if not p.requires_grad)
     assert comparison.rows[0]["frozen"] == 4 * 25 + 4 and comparison.rows[1]["frozen"] == 0
-    curves = comparison.figures[0]
+    curves = comparison_figures(comparison)[0]
     assert curves.name == "training_curves" and curves.data["curves"]["deeper"]["val_accuracy"] == HISTORIES[1]["val_accuracy"]
 
 
@@ -81,7 +81,7 @@ def test_missing_history_gives_empty_cells_and_no_curves() -> None:
     comparison = compare_subjects([("a", tiny_subject(0)), ("a", tiny_subject(1))])
     assert comparison.titles == ("a", "a (2)")
     assert comparison.rows[0]["best_val_accuracy"] is None and comparison.rows[0]["final_val_loss"] is None
-    assert [figure.name for figure in comparison.figures] == ["conv1.weight", "fc.weight"]
+    assert [figure.name for figure in comparison_figures(comparison)] == ["conv1.weight", "fc.weight"]
 
 
 def test_shared_layers_are_exactly_those_with_equal_name_and_shape() -> None:
@@ -93,7 +93,8 @@ def test_shared_layers_are_exactly_those_with_equal_name_and_shape() -> None:
     }
     comparison = compare_subjects([("shallow", shallow), ("deep", deep)])
     assert [layer.name for layer in comparison.shared] == shared
-    assert [figure.layer for figure in comparison.figures] == ["conv1.weight"]  # biases get numbers, not figures
+    assert [layer.name for layer in comparison.layers] == ["conv1.weight"]  # biases get numbers, not figures
+    assert [figure.layer for figure in comparison_figures(comparison)] == ["conv1.weight"]
 
 
 def test_drift_norms_equal_numpy_norms() -> None:
@@ -107,7 +108,8 @@ def test_drift_norms_equal_numpy_norms() -> None:
         assert layer.drift[2] is None and layer.relative_drift[2] is None
     conv = next(layer for layer in comparison.shared if layer.name == "conv1.weight")
     assert conv.drift[0] == 0.0 and conv.drift[1] > 0
-    assert next(f for f in comparison.figures if f.layer == "conv1.weight").summary["drift"] == list(conv.drift)
+    figures = comparison_figures(comparison)
+    assert next(f for f in figures if f.layer == "conv1.weight").summary["drift"] == list(conv.drift)
 
 
 def test_fewer_than_two_checkpoints_is_refused() -> None:
@@ -138,7 +140,7 @@ def test_two_hostile_layer_names_draw_side_by_side(tmp_path: Path) -> None:
     weights = {f"{HOSTILE}.weight": torch.randn(3, 3, 3, 3)}
     subjects = [Subject(weights=weights), Subject(weights={k: v * 2 for k, v in weights.items()})]
     comparison = compare_subjects([("a", subjects[0]), ("b", subjects[1])])
-    figure = comparison.figures[0]
+    figure = comparison_figures(comparison)[0]
     assert figure.layer == f"{HOSTILE}.weight" and figure.data["mode"] == "rgb"
     assert figure.data["limit"] == pytest.approx(2 * float(weights[f"{HOSTILE}.weight"].abs().max()))
 
@@ -178,7 +180,7 @@ def test_cli_bad_checkpoint_is_one_line_exit_two(introspect_checkpoint: Path, tm
 
 def test_collection_index_links_comparison_pages_escaped(tmp_path: Path) -> None:
     from introspect.api import analyze
-    from introspect.gallery import write_collection
+    from introspect.report import write_collection
 
     reports = [(title, analyze(tiny_subject(seed), analyzers=["weight_histograms"])) for seed, title in enumerate(("a", "b"))]
     links = [{"title": HOSTILE, "href": "comparisons/ab/index.html", "description": "a against b"}]

@@ -11,7 +11,7 @@ import torch
 from introspect import Artifact, Needs, analyzer
 from introspect.api import analyze
 from introspect.errors import GalleryError
-from introspect.gallery import rerender, write_gallery
+from introspect.report import rerender, write_gallery
 from introspect.plotting import new_figure
 from introspect.registry import Registry
 from introspect.runner import run_analyzers
@@ -93,7 +93,7 @@ def test_a_crash_while_writing_keeps_the_previous_gallery(tmp_path: Path, monkey
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("introspect.gallery.write_manifest_and_page", crash)
+    monkeypatch.setattr("introspect.report.files.write_manifest_and_page", crash)
     with pytest.raises(KeyboardInterrupt):
         write_gallery(subject, [spec], results, target, force=True)
     assert (target / "index.html").read_text() == "previous"
@@ -120,7 +120,7 @@ def test_gif_frames_round_trip_through_one_shared_palette(tmp_path: Path) -> Non
     import imageio.v3 as iio
     import numpy as np
 
-    from introspect.gallery import write_gif
+    from introspect.report.files import write_gif
 
     rng = np.random.default_rng(0)
     colours = rng.integers(0, 256, size=(12, 3), dtype=np.uint8)
@@ -134,3 +134,114 @@ def test_gif_frames_round_trip_through_one_shared_palette(tmp_path: Path) -> Non
     assert read.shape == (30, 40, 60, 3)
     # 13 distinct colours fit any 256-colour palette exactly.
     np.testing.assert_array_equal(read, np.stack(frames))
+
+
+# --- the streaming writer, the manifest envelope, the renderer and the old import paths -----------
+
+
+def test_gallery_writer_streams_pages_and_comparisons_into_one_collection(tmp_path: Path) -> None:
+    from introspect.compare import compare_subjects
+    from introspect.report import GalleryWriter
+    from introspect.runner import run_one
+
+    subjects = [dense_image_subject(seed) for seed in (0, 1)]
+    spec = spec_of(hostile_names)
+    seen: list[str] = []
+
+    def streamed(subject: Subject):
+        result = run_one(subject, spec)
+        seen.append(f"ran {len(seen)}")
+        yield result
+
+    with GalleryWriter(tmp_path / "site") as writer:
+        for title, subject in zip(("a", "a"), subjects):
+            entry = writer.add_page(title, subject, [spec], streamed(subject))
+            assert entry["counts"] == {"ok": 1, "skipped": 0, "failed": 0}
+        link = writer.add_comparison(compare_subjects([("a", subjects[0]), ("a-2", subjects[1])]), title="a vs a")
+        assert not (tmp_path / "site").exists()  # in place only once the block ends
+    assert [page["slug"] for page in writer.pages] == ["a", "a-2"] and seen == ["ran 0", "ran 1"]
+    index = json.loads((tmp_path / "site" / "manifest.json").read_text())
+    assert index["kind"] == "collection" and index["links"] == [link]
+    assert link["href"] == "comparisons/a-vs-a/index.html"
+    comparison = json.loads((tmp_path / "site" / "comparisons" / "a-vs-a" / "manifest.json").read_text())
+    assert [c["link"] for c in comparison["checkpoints"]] == ["../../a/index.html", None]  # "a (2)" has no page
+    page = json.loads((tmp_path / "site" / "a-2" / "manifest.json").read_text())
+    assert page["kind"] == "checkpoint" and page["parent_index"] == "../index.html"
+    assert (tmp_path / "site" / "a-2" / "figures" / "hostile_names-01-escape.png").stat().st_size > 0
+    assert writer.index_path.read_text().count('href="a-2/index.html"') == 1
+
+
+def test_gallery_writer_releases_figures_once_written_unless_kept(tmp_path: Path) -> None:
+    from introspect.artifacts import AnalyzerResult
+    from introspect.report import GalleryWriter
+
+    def result() -> AnalyzerResult:
+        figure = new_figure(2, 2)
+        figure.add_subplot().plot([0, 1], [1, 0])
+        return AnalyzerResult(name="drawn", status="ok", artifacts=(Artifact(name="line", caption="", figure=figure),))
+
+    subject = dense_image_subject()
+    released, kept = result(), result()
+    with GalleryWriter(tmp_path / "site") as writer:
+        writer.add_page("released", subject, [], [released])
+        writer.add_page("kept", subject, [], [kept], keep_figures=True)
+    assert released.artifacts[0].figure.axes == [] and len(kept.artifacts[0].figure.axes) == 1
+    written = [tmp_path / "site" / slug / "figures" / "drawn-01-line.png" for slug in ("released", "kept")]
+    pixels = [path.read_bytes() for path in written]
+    assert pixels[0] == pixels[1]  # cleared only after it was written
+
+
+def test_gallery_writer_leaves_nothing_when_its_block_fails(tmp_path: Path) -> None:
+    from introspect.report import GalleryWriter
+
+    with pytest.raises(RuntimeError, match="stop"):
+        with GalleryWriter(tmp_path / "site") as writer:
+            writer.add_page("a", dense_image_subject(), [], [])
+            raise RuntimeError("stop")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError, match="inside its with block"):
+        writer.add_page("late", dense_image_subject(), [], [])
+
+
+def test_every_manifest_has_one_envelope_and_renders_by_its_kind(tmp_path: Path) -> None:
+    from introspect.report.manifest import KINDS, envelope, manifest_kind
+    from introspect.report.render import render
+
+    assert list(envelope("comparison"))[:3] == ["generator", "schema_version", "kind"]
+    with pytest.raises(ValueError, match="unknown kind"):
+        envelope("notebook")
+    write_gallery(dense_image_subject(), [], [], tmp_path / "g")
+    manifest = json.loads((tmp_path / "g" / "manifest.json").read_text())
+    assert manifest["generator"] == "introspect" and manifest_kind(manifest) == "checkpoint" in KINDS
+    legacy = {key: value for key, value in manifest.items() if key != "kind"}  # written before the field
+    assert manifest_kind(legacy) == "checkpoint" and render(legacy) == render(manifest)
+    assert manifest_kind({"pages": []}) == "collection"
+
+
+def test_templates_extend_one_base_with_the_shared_styles() -> None:
+    from introspect.report.render import TEMPLATE_DIR, TEMPLATES
+
+    base = (TEMPLATE_DIR / "base.html.j2").read_text()
+    assert "dialog.viewer" in base and "box-sizing" in base
+    for template in TEMPLATES.values():
+        text = (TEMPLATE_DIR / template).read_text()
+        assert text.startswith('{% extends "base.html.j2" %}') and "<style>" not in text and "dialog.viewer" not in text
+
+
+def test_old_import_paths_still_work() -> None:
+    import introspect
+    import introspect.compare as compare
+    import introspect.gallery as gallery
+    import introspect.html as html
+    import introspect.manifest as manifest
+    import introspect.outdir as outdir
+    import introspect.report as report
+    from introspect.plotting import new_figure as plotting_new_figure
+
+    assert gallery.write_gallery is report.write_gallery and gallery.write_collection is report.write_collection
+    assert gallery.rerender is report.rerender and gallery.check_output_dir is report.check_output_dir
+    assert callable(compare.compare_checkpoints) and compare.write_comparison is report.write_comparison
+    assert html.render_page is report.render and manifest.plain is introspect.describe.plain
+    assert outdir.claim_output_dir is report.claim_output_dir
+    assert introspect.GalleryError is GalleryError and introspect.new_figure is plotting_new_figure
+    assert {"GalleryError", "new_figure", "GalleryWriter"} <= set(introspect.__all__)

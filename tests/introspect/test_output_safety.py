@@ -19,8 +19,10 @@ import pytest
 
 from introspect.cli import main
 from introspect.errors import GalleryError
-from introspect.gallery import unique_slugs, write_collection, write_gallery
-from introspect.outdir import foreign_entry, staging_folder
+from introspect.report import write_collection, write_gallery
+from introspect.report.files import unique_slugs
+from introspect.report.layout import foreign_entry
+from introspect.report.outdir import staging_folder
 from introspect.testing import dense_image_subject
 
 LIGHT_ENV = {**os.environ, "INTROSPECT_DISABLE_PLUGIN_AUTOLOAD": "1"}
@@ -157,7 +159,8 @@ def test_old_manifests_without_the_marker_are_still_recognised(tmp_path: Path) -
 
 def test_a_collection_with_linked_comparisons_is_recognised_and_checked_inside(tmp_path: Path) -> None:
     from introspect.api import analyze
-    from introspect.compare import compare_subjects, write_comparison
+    from introspect.compare import compare_subjects
+    from introspect.report import write_comparison
 
     subjects = [dense_image_subject(seed) for seed in (0, 1)]
     reports = [(title, analyze(subject, analyzers=["weight_histograms"])) for title, subject in zip("ab", subjects)]
@@ -249,11 +252,11 @@ SLOW_CLI_RUN = textwrap.dedent(
     """
     import signal, sys, time
     from pathlib import Path
-    import introspect.gallery as gallery
+    import introspect.report.files as files
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     checkpoint, target, marker = sys.argv[1:4]
-    original = gallery.write_artifact_file
+    original = files.write_artifact_file
 
     def slow_write(*args, **kwargs):
         name = original(*args, **kwargs)
@@ -261,7 +264,7 @@ SLOW_CLI_RUN = textwrap.dedent(
         time.sleep(60)
         return name
 
-    gallery.write_artifact_file = slow_write
+    files.write_artifact_file = slow_write
     from introspect.cli import main
     main(["analyze", checkpoint, "-a", "weight_histograms", "-o", target, "--force", "--device", "cpu"])
     """
@@ -271,7 +274,7 @@ SLOW_STAGING = textwrap.dedent(
     """
     import signal, sys, time
     from pathlib import Path
-    from introspect.outdir import claim_output_dir, staging_folder
+    from introspect.report.outdir import claim_output_dir, staging_folder
 
     # a background job may inherit ignored signals; a user's terminal does not
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
@@ -288,7 +291,7 @@ HOLD_LOCK = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from introspect.outdir import claim_output_dir
+    from introspect.report.outdir import claim_output_dir
 
     with claim_output_dir(sys.argv[1], force=True):
         Path(sys.argv[2]).touch()
@@ -401,7 +404,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(
 
     kept = earlier_gallery(tmp_path / "kept")
     before = snapshot(kept)
-    monkeypatch.setattr("introspect.gallery.write_manifest_and_page", full)
+    monkeypatch.setattr("introspect.report.files.write_manifest_and_page", full)
     for target, extra in ((tmp_path / "new", ()), (kept, ("--force",))):
         code, _, err = run(*analyze_args(ckpt, target, *extra))
         assert code == 2 and "Traceback" not in err  # the lines before it are the analyzers' progress

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from introspect.api import analyze
 from introspect.errors import CheckpointError
-from introspect.gallery import write_gallery
+from introspect.report import write_gallery
 from introspect.loading import load_checkpoint
 from introspect.registry import Registry
 from introspect.testing import dense_image_subject
@@ -27,13 +27,13 @@ INTERRUPTED_RUN = textwrap.dedent(
     """
     import signal, sys, time
     from pathlib import Path
-    import introspect.gallery as gallery
+    import introspect.report.files as files
 
     # A process started in the background inherits an ignored SIGINT; a user's terminal does not.
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
     marker = Path(sys.argv[2])
-    original = gallery.write_artifact_file
+    original = files.write_artifact_file
 
     def slow_write(*args, **kwargs):
         name = original(*args, **kwargs)
@@ -41,7 +41,7 @@ INTERRUPTED_RUN = textwrap.dedent(
         time.sleep(60)
         return name
 
-    gallery.write_artifact_file = slow_write
+    files.write_artifact_file = slow_write
     from introspect.cli import main
     main(["analyze", sys.argv[1], "-a", "weight_histograms", "-o", sys.argv[3], "--force", "--device", "cpu"])
     """

@@ -1,26 +1,81 @@
-"""Figures of a comparison page: overlaid training curves and shared layers side by side."""
+"""Drawing a comparison: overlaid training curves and the shared layers side by side.
+
+:mod:`introspect.compare` computes the numbers from the checkpoints; this module turns them into
+figures (:func:`comparison_figures`), each with the caption and summary its page shows.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from introspect.analyzers.kernels import _diverging, display_mode, displayed_values, kernel_image
+from introspect.analyzers.kernels import (
+    MAX_INPUT_CHANNELS,
+    MAX_KERNELS,
+    MAX_TILES,
+    display_mode,
+    displayed_values,
+    kernel_image,
+)
 from introspect.artifacts import Artifact
+from introspect.colours import diverging_colormap
 from introspect.plotting import new_figure, symmetric_limit
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-MAX_KERNELS = 64
-MAX_INPUT_CHANNELS = 8
-MAX_TILES = 256
-MAX_MATRIX_ELEMENTS = 250_000
+    from introspect.compare import Comparison, LayerValues, SharedLayer
+
 MAX_TITLE = 26
+CURVES_CAPTION = (
+    "Training curves of every checkpoint on shared axes: one colour per checkpoint, the training split dashed and the"
+    " validation split solid. A validation curve that rises while its training curve keeps falling is overfitting;"
+    " curves of frozen and trained variants that end together mean the frozen layer cost nothing."
+)
 PANEL_INCHES = 2.0
+
+
+def comparison_figures(comparison: Comparison) -> list[Artifact]:
+    """The training curves (when any checkpoint has a history), then one figure per drawn shared layer."""
+    curves = curves_figure(comparison.titles, comparison.histories)
+    figures = [curves] if curves is not None else []
+    shared = {layer.name: layer for layer in comparison.shared}
+    for values in comparison.layers:
+        artifact = shared_layer_figure(shared[values.name], values, comparison.titles)
+        if artifact is not None:
+            figures.append(artifact)
+    return figures
+
+
+def shared_layer_figure(layer: SharedLayer, values: LayerValues, titles: Sequence[str]) -> Artifact | None:
+    """One shared layer of every checkpoint, with its caption and its drift in the summary."""
+    labels = [drift_label(drift, relative) for drift, relative in zip(layer.drift, layer.relative_drift)]
+    artifact = layer_figure(layer.name, layer.shape, titles, values.finals, values.initials, labels)
+    if artifact is None:
+        return None
+    what = "kernels" if len(layer.shape) in (3, 4) else "weight matrix (rows: output units, columns: inputs)"
+    caption = (
+        f"The {what} of {layer.name} in every checkpoint, in the order of the table."
+        " Initial and final values of all checkpoints share one colour scale with zero at its centre, so a tile that"
+        " looks stronger is stronger; the change final - initial has a shared scale of its own."
+    )
+    if len(layer.shape) in (3, 4) and layer.shape[0] > MAX_KERNELS:
+        caption += f" The first {MAX_KERNELS} of {layer.shape[0]} kernels are shown, the same ones in every column."
+    summary = {"drift": list(layer.drift), "relative_drift": list(layer.relative_drift), **artifact.summary}
+    return dataclasses.replace(artifact, caption=caption, summary=summary)
+
+
+def drift_label(drift: float | None, relative: float | None) -> str:
+    """``||Δ|| = 0.123 (4.5%)``, ``||Δ|| = 0 (unchanged)`` or ``no initial weights``."""
+    if drift is None:
+        return "no initial weights"
+    if drift == 0.0:
+        return "||Δ|| = 0 (unchanged)"
+    return f"||Δ|| = {drift:.3g}" + (f" ({100 * relative:.1f}%)" if relative is not None else "")
 
 
 def plain_text(text: str, limit: int = MAX_TITLE) -> str:
@@ -31,7 +86,8 @@ def plain_text(text: str, limit: int = MAX_TITLE) -> str:
 
 def curves_figure(titles: Sequence[str], histories: Sequence[Mapping[str, Sequence[Any]]]) -> Artifact | None:
     """Loss (and accuracy, when recorded) per epoch: one colour per checkpoint, train dashed, val solid."""
-    metrics = [metric for metric in ("loss", "accuracy") if any(_series(h, f"{split}_{metric}") for h in histories for split in ("train", "val"))]
+    recorded = {key for history in histories for key in history if _series(history, key)}
+    metrics = [metric for metric in ("loss", "accuracy") if {f"train_{metric}", f"val_{metric}"} & recorded]
     if not metrics:
         return None
     figure = new_figure(5.2 * len(metrics) + 1.6, 3.8)
@@ -52,12 +108,9 @@ def curves_figure(titles: Sequence[str], histories: Sequence[Mapping[str, Sequen
         axes.set_title(f"{metric}: train dashed, validation solid", fontsize=10)
         axes.grid(alpha=0.3)
     figure.legend(*_legend(titles, colours), loc="outside right center", fontsize=8)
-    caption = (
-        "Training curves of every checkpoint on shared axes: one colour per checkpoint, the training split dashed and the"
-        " validation split solid. A validation curve that rises while its training curve keeps falling is overfitting;"
-        " curves of frozen and trained variants that end together mean the frozen layer cost nothing."
-    )
-    return Artifact(name="training_curves", caption=caption, figure=figure, data={"curves": plotted}, summary={"metrics": metrics})
+    summary = {"metrics": metrics}
+    data = {"curves": plotted}
+    return Artifact(name="training_curves", caption=CURVES_CAPTION, figure=figure, data=data, summary=summary)
 
 
 def _legend(titles: Sequence[str], colours: Sequence[Any]) -> tuple[list[Any], list[str]]:
@@ -99,26 +152,32 @@ def _colours(count: int) -> list[Any]:
 
 
 def layer_figure(
-    name: str, titles: Sequence[str], finals: Sequence[np.ndarray], initials: Sequence[np.ndarray | None], drift_labels: Sequence[str]
+    name: str,
+    shape: Sequence[int],
+    titles: Sequence[str],
+    finals: Sequence[np.ndarray],
+    initials: Sequence[np.ndarray | None],
+    drift_labels: Sequence[str],
 ) -> Artifact | None:
     """One shared layer of every checkpoint side by side: initial, final and change rows.
 
     Initial and final values of all checkpoints share one zero-centred colour scale, so that a
     kernel that looks stronger is stronger; the change ``final - initial`` has its own shared
-    scale. Conv weights are drawn as kernel montages, dense weights as matrices; other tensors
-    (biases) and very large matrices get no figure.
+    scale. Conv weights (``shape`` of 3 or 4 sizes) are drawn as kernel montages, dense weights
+    as matrices; other tensors (biases) get no figure. Which layers are drawn, and how many of
+    their kernels, :func:`introspect.compare.compare_subjects` decides.
     """
-    shape = finals[0].shape
     if len(shape) in (3, 4):
         images, mode = _kernel_images(finals, initials)
-    elif len(shape) == 2 and finals[0].size <= MAX_MATRIX_ELEMENTS:
+    elif len(shape) == 2:
         images, mode = _matrix_images(finals, initials), "matrix"
     else:
         return None
     figure = _draw_grid(images, titles, drift_labels, rgb=mode == "rgb", matrix=mode == "matrix")
     figure.suptitle(f"{plain_text(name, 60)}: {' x '.join(str(size) for size in shape)}", fontsize=10)
     data = {"limit": images["limit"], "change_limit": images.get("change_limit"), "mode": mode}
-    return Artifact(name=name, caption="", layer=name, figure=figure, data=data, summary={"mode": mode, "limit": images["limit"]})
+    summary = {"mode": mode, "limit": images["limit"]}
+    return Artifact(name=name, caption="", layer=name, figure=figure, data=data, summary=summary)
 
 
 def _kernel_images(finals: Sequence[np.ndarray], initials: Sequence[np.ndarray | None]) -> tuple[dict[str, Any], str]:
@@ -128,7 +187,7 @@ def _kernel_images(finals: Sequence[np.ndarray], initials: Sequence[np.ndarray |
     shown = min(MAX_KERNELS, as_kernels[0].shape[0])
     mode = display_mode(as_kernels[0].shape[1], True, shown, "auto", MAX_INPUT_CHANNELS, MAX_TILES)
     values = [displayed_values(kernels[:shown], mode, MAX_INPUT_CHANNELS) for kernels in as_kernels]
-    start_values = [None if start is None else displayed_values(start[:shown], mode, MAX_INPUT_CHANNELS) for start in starts]
+    start_values = [None if s is None else displayed_values(s[:shown], mode, MAX_INPUT_CHANNELS) for s in starts]
     return _rows(values, start_values, lambda array, limit: kernel_image(array, mode, limit)), mode
 
 
@@ -138,7 +197,8 @@ def _matrix_images(finals: Sequence[np.ndarray], initials: Sequence[np.ndarray |
 
 def _rows(values: list[np.ndarray], starts: list[np.ndarray | None], draw: Any) -> dict[str, Any]:
     """Images of the final, initial and change rows with their shared colour limits."""
-    limit = symmetric_limit(np.concatenate([array.ravel() for array in [*values, *[s for s in starts if s is not None]]]))
+    known = [*values, *[start for start in starts if start is not None]]
+    limit = symmetric_limit(np.concatenate([array.ravel() for array in known]))
     rows: dict[str, Any] = {"limit": limit, "final": [draw(array, limit) for array in values]}
     if any(start is not None for start in starts):
         changes = [None if start is None else array - start for array, start in zip(values, starts)]
@@ -151,18 +211,15 @@ def _rows(values: list[np.ndarray], starts: list[np.ndarray | None], draw: Any) 
     return rows
 
 
-def _draw_grid(images: dict[str, Any], titles: Sequence[str], drift_labels: Sequence[str], *, rgb: bool, matrix: bool) -> Figure:
+def _draw_grid(
+    images: dict[str, Any], titles: Sequence[str], drift_labels: Sequence[str], *, rgb: bool, matrix: bool
+) -> Figure:
+    """A row per kind of image (initial, final, change), a column per checkpoint, and the colour bars."""
     row_names = [row for row in ("initial", "final", "change") if row in images]
-    first = images["final"][0]
-    height, width = first.shape[:2]
-    if matrix:
-        panel_width, panel_height = PANEL_INCHES, PANEL_INCHES * 0.75
-    else:
-        scale = min(PANEL_INCHES / width, PANEL_INCHES / height, 0.3)
-        panel_width, panel_height = max(width * scale, 1.5), max(height * scale, 1.2)
+    panel_width, panel_height = _panel_inches(images["final"][0], matrix)
     figure = new_figure(len(titles) * panel_width + 1.6, len(row_names) * (panel_height + 0.45) + 0.6)
     grid = figure.subplots(len(row_names), len(titles), squeeze=False)
-    cmap = _diverging()
+    cmap = diverging_colormap()
     shown_in: dict[str, Any] = {}
     for row_index, row in enumerate(row_names):
         limit = images["change_limit"] if row == "change" else images["limit"]
@@ -173,15 +230,34 @@ def _draw_grid(images: dict[str, Any], titles: Sequence[str], drift_labels: Sequ
                 axes.set_title(plain_text(titles[column]), fontsize=9)
             if row == "change":
                 axes.set_xlabel(drift_labels[column], fontsize=8)
-            if image is None:
-                axes.text(0.5, 0.5, "no initial\nweights", ha="center", va="center", fontsize=8, transform=axes.transAxes)
-                continue
-            aspect = "auto" if matrix else "equal"
-            if rgb:
-                axes.imshow(image, interpolation="nearest", aspect=aspect)
-            else:
-                shown_in[row] = axes.imshow(image, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest", aspect=aspect)
+            drawn = _draw_cell(axes, image, cmap, limit, rgb=rgb, aspect="auto" if matrix else "equal")
+            if drawn is not None:
+                shown_in[row] = drawn
         grid[row_index][0].set_ylabel({"change": "final - initial"}.get(row, row), fontsize=9)
+    _colour_bars(figure, grid, row_names, shown_in)
+    return figure
+
+
+def _panel_inches(first: np.ndarray, matrix: bool) -> tuple[float, float]:
+    if matrix:
+        return PANEL_INCHES, PANEL_INCHES * 0.75
+    height, width = first.shape[:2]
+    scale = min(PANEL_INCHES / width, PANEL_INCHES / height, 0.3)
+    return max(width * scale, 1.5), max(height * scale, 1.2)
+
+
+def _draw_cell(axes: Axes, image: np.ndarray | None, cmap: Any, limit: float, *, rgb: bool, aspect: str) -> Any:
+    """Draw one image; returns what a colour bar can be made from (``None`` for RGB or no image)."""
+    if image is None:
+        axes.text(0.5, 0.5, "no initial\nweights", ha="center", va="center", fontsize=8, transform=axes.transAxes)
+        return None
+    if rgb:
+        axes.imshow(image, interpolation="nearest", aspect=aspect)
+        return None
+    return axes.imshow(image, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest", aspect=aspect)
+
+
+def _colour_bars(figure: Figure, grid: Any, row_names: list[str], shown_in: dict[str, Any]) -> None:
     # initial and final share one scale, so one colour bar spans both rows; the change has its own
     for group in (("initial", "final"), ("change",)):
         rows = [row for row in group if row in shown_in]
@@ -189,7 +265,6 @@ def _draw_grid(images: dict[str, Any], titles: Sequence[str], drift_labels: Sequ
             axes_group = [axes for row in rows for axes in grid[row_names.index(row)]]
             bar = figure.colorbar(shown_in[rows[-1]], ax=axes_group, shrink=0.85, pad=0.01)
             bar.ax.tick_params(labelsize=7)
-    return figure
 
 
 def _clear_ticks(axes: Axes) -> None:

@@ -1,0 +1,143 @@
+"""The package's shape: no import cycles, and the report layer never reaches up into the API."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import introspect
+
+PACKAGE_DIR = Path(introspect.__file__).parent
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 50
+#: Modules of the output pipeline, held to the size limits of the design.
+REPORT_MODULES = ("report", "compare", "describe", "gallery", "html", "manifest", "outdir")
+
+
+def module_files() -> dict[str, Path]:
+    """Every module of the package by dotted name (a package by the name of its ``__init__``)."""
+    modules = {}
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+    return modules
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def import_nodes(tree: ast.AST, *, type_checking: bool) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import statement, at module level and inside functions and classes alike.
+
+    Imports under ``if TYPE_CHECKING:`` never run, so they cannot take part in an import cycle;
+    they are left out unless ``type_checking`` is set.
+    """
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif isinstance(node, ast.If) and _is_type_checking(node) and not type_checking:
+            yield from import_nodes(ast.Module(body=node.orelse, type_ignores=[]), type_checking=type_checking)
+        else:
+            yield from import_nodes(node, type_checking=type_checking)
+
+
+def imported_modules(name: str, path: Path, known: set[str], *, type_checking: bool = False) -> set[str]:
+    """The package's modules that ``name`` imports.
+
+    ``from a import b`` counts as importing ``a.b`` when that is a module, else ``a``. Parent
+    packages are not counted: Python imports them before any of their modules, whoever asks.
+    """
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in import_nodes(ast.parse(path.read_text(encoding="utf-8")), type_checking=type_checking):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+            continue
+        base = node.module or ""
+        if node.level:
+            anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+            base = ".".join([*anchor, base] if base else anchor)
+        submodules = {f"{base}.{alias.name}" for alias in node.names} & known
+        found.update(submodules or {base})
+    return (found & known) - {name}
+
+
+def import_graph(*, type_checking: bool = False) -> dict[str, set[str]]:
+    """Module → the package's modules it imports."""
+    files = module_files()
+    known = set(files)
+    return {name: imported_modules(name, path, known, type_checking=type_checking) for name, path in files.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as ``[a, b, ..., a]``, or ``None`` when the graph is acyclic."""
+    state: dict[str, str] = {}
+    stack: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = "open"
+        stack.append(module)
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                return [*stack[stack.index(target):], target]
+            if target not in state and (cycle := visit(target)) is not None:
+                return cycle
+        stack.pop()
+        state[module] = "done"
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (cycle := visit(module)) is not None:
+            return cycle
+    return None
+
+
+def test_the_import_graph_is_read_from_the_source() -> None:
+    graph = import_graph()
+    assert "introspect.report.writer" in graph["introspect.report"]
+    assert "introspect.report.files" in graph["introspect.report.writer"]  # `from introspect.report import files`
+    assert "introspect.report.outdir" in graph["introspect.compare"]  # imported inside compare_checkpoints
+    assert "introspect.compare" not in graph["introspect.report.comparison"]  # only under TYPE_CHECKING
+    assert "introspect.compare" in import_graph(type_checking=True)["introspect.report.comparison"]
+
+
+def test_find_cycle_names_the_modules_of_a_cycle() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_no_import_cycles() -> None:
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_report_package_never_imports_the_api_or_the_cli() -> None:
+    graph = import_graph(type_checking=True)
+    for module, targets in graph.items():
+        if module == "introspect.report" or module.startswith("introspect.report."):
+            assert not targets & {"introspect.api", "introspect.cli"}, module
+
+
+def _functions(tree: ast.AST) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node
+
+
+def test_the_output_modules_stay_small() -> None:
+    for name, path in module_files().items():
+        short = name.removeprefix("introspect.")
+        if short.split(".")[0] not in REPORT_MODULES:
+            continue
+        source = path.read_text(encoding="utf-8")
+        assert len(source.splitlines()) <= MAX_MODULE_LINES, name
+        for function in _functions(ast.parse(source)):
+            length = (function.end_lineno or function.lineno) - function.lineno + 1
+            assert length <= MAX_FUNCTION_LINES, f"{name}.{function.name}: {length} lines"
