@@ -2,7 +2,7 @@
 
 Both sides write their files (PNG, GIF) into a scratch folder, since writing is where matplotlib
 spends its time. introspect's side runs the whole analyzer (selection and computation too) and
-writes through the gallery's own :func:`~introspect.gallery.write_artifact_file`; the reference
+writes through the gallery's own :func:`~introspect.report.files.write_artifact_file`; the reference
 side only draws what the analyzer chose, which favours the reference.
 """
 
@@ -55,7 +55,7 @@ def kernel_grid_rows(sizes: Sizes, folder: Path) -> list[Row]:
 
 def write_all(artifacts: Sequence[Artifact], folder: Path) -> None:
     """Write every artifact as the gallery does."""
-    from introspect.gallery import write_artifact_file
+    from introspect.report.files import write_artifact_file
 
     for index, artifact in enumerate(artifacts):
         write_artifact_file(artifact, folder, f"artifact-{index:02d}")

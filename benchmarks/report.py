@@ -113,16 +113,6 @@ def format_table(rows: Sequence[Row]) -> str:
     return "\n".join(text + (["", "notes:"] + notes if notes else []))
 
 
-def format_markdown(rows: Sequence[Row]) -> str:
-    """The rows as a Markdown table (for the README)."""
-    lines = ["| row | value | target | met | introspect | reference | cpu ratio | n |", "|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        met = {True: "yes", False: "**no**", None: "-"}[row.met]
-        cpu = "-" if row.cpu_ratio is None else f"{row.cpu_ratio:.3f}"
-        lines.append(f"| {row.name} | {format_value(row)} | {row.target_text} | {met} | {_seconds(row.numerator_s)} | {_seconds(row.denominator_s)} | {cpu} | {row.repeats or '-'} |")
-    return "\n".join(lines)
-
-
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f} s"
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from introspect.analyzers.kernels import MAX_KERNELS
 from introspect.describe import architecture_name, parameter_counts
+from introspect.history import best_epoch, best_index
 
 # Old import paths of what moved to the report package, kept for one release.
 from introspect.report.comparison import drift_label  # noqa: F401
@@ -145,14 +146,10 @@ def distinct_titles(titles: Sequence[str]) -> list[str]:
 
 
 def summary_row(title: str, subject: Subject) -> dict[str, Any]:
-    """One table row: best validation accuracy and its epoch, final losses, test metric, speed, sizes."""
+    """One table row: validation accuracy at the best epoch (``history.best_epoch``), final losses, test metric, speed."""
     history = subject.history or {}
-    val_accuracy = _finite(history.get("val_accuracy"))
-    epochs = _finite(history.get("epoch"))
-    best_index = int(np.argmax(val_accuracy)) if val_accuracy else None
-    best_epoch = None
-    if best_index is not None:
-        best_epoch = int(epochs[best_index]) if len(epochs) == len(val_accuracy) else best_index + 1
+    index = best_index(history)
+    best_accuracy = _at(history.get("val_accuracy"), index)
     test_name, test_value = headline_test_metric(subject.metadata.get("metrics") or {})
     trainable, frozen = parameter_counts(subject)
     seconds = _finite(history.get("seconds_per_batch"))
@@ -160,8 +157,8 @@ def summary_row(title: str, subject: Subject) -> dict[str, Any]:
         "title": title,
         "architecture": architecture_name(subject, unknown="unknown"),
         "epochs": len(_finite(history.get("train_loss"))),
-        "best_val_accuracy": val_accuracy[best_index] if best_index is not None else None,
-        "best_val_epoch": best_epoch,
+        "best_val_accuracy": best_accuracy,
+        "best_val_epoch": best_epoch(history) if index is not None else None,
         "final_train_loss": _last(history.get("train_loss")),
         "final_val_loss": _last(history.get("val_loss")),
         "test_metric": test_name,
@@ -170,6 +167,14 @@ def summary_row(title: str, subject: Subject) -> dict[str, Any]:
         "trainable": trainable,
         "frozen": frozen,
     }
+
+
+def _at(values: Any, index: int | None) -> float | None:
+    """The finite number at ``index`` of a series, or ``None``."""
+    if index is None or not isinstance(values, (list, tuple)) or index >= len(values):
+        return None
+    value = values[index]
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def headline_test_metric(metrics: Mapping[str, Any]) -> tuple[str | None, float | None]:

@@ -123,7 +123,7 @@ def _search(name: str, method: str, settings: Any, target: Path, **searching: An
 def demo(out_dir: str, force: bool, seed: int) -> int:
     """Train two small networks (no download needed), analyze both with --all, write a gallery."""
     from introspect.api import analyze
-    from introspect.gallery import check_output_dir, write_collection
+    from introspect.report import check_output_dir, write_collection
     from trainers.catalog import RunSettings
     from trainers.catalog import train as train_network
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from introspect._lazy import lazy_import
+from introspect.colours import DIVERGING
 from introspect.capture import evaluation_mode, leaf_layers, recording
 from introspect.errors import SkipAnalyzer
 from introspect.plotting import montage, new_figure, short_label
@@ -296,7 +297,7 @@ def colourize(maps: np.ndarray, signed: bool) -> np.ndarray:
 
     limits = np.maximum(np.abs(maps).max(axis=(1, 2), keepdims=True), 1e-12)
     if signed:
-        return colormaps["RdBu_r"](0.5 + 0.5 * maps / limits)[..., :3]
+        return colormaps[DIVERGING](0.5 + 0.5 * maps / limits)[..., :3]
     return colormaps["inferno"](np.clip(maps / limits, 0.0, 1.0))[..., :3]
 
 
