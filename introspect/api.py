@@ -97,10 +97,9 @@ def analyze(
         registry: the analyzers to choose from (default: built-ins and plugins).
         options: per-analyzer keyword arguments, by analyzer name.
         progress: called as ``progress(done, total, result)`` after each analyzer.
-        timeout: seconds each phase may take: loading (with the probe check), each analyzer and
-            the gallery writing. An analyzer past it is stopped and recorded as failed; loading or
-            writing past it raises :class:`~introspect.runner.PhaseTimeout` (no gallery is left
-            behind). A phase stuck in native code a few seconds after it ends the process (exit 2).
+        timeout: seconds each phase may take (loading with the probe check, each analyzer, the
+            gallery writing). An analyzer past it is recorded as failed; loading or writing past it
+            raises :class:`~introspect.runner.PhaseTimeout`, leaving no gallery behind.
         **load_options: fields of :class:`~introspect.loading.LoadOptions` for checkpoint paths.
     """
     # The folder is checked and locked before any work, and stays locked until the gallery is in place.

@@ -14,7 +14,8 @@ from introspect._lazy import lazy_import
 from introspect.budget import Budget
 from introspect.checkpoint import load_state_into
 from introspect.errors import CheckpointError, PluginError
-from introspect.validate import MAX_CONFIG_ITEMS, ConfigError, check_config_fields, check_plain, config_class_of, shown
+from introspect.validate import MAX_CONFIG_ITEMS, ConfigError, check_plain, shown
+from introspect.validate_config import check_config_fields, config_class_of
 
 if TYPE_CHECKING:
     import torch

@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from introspect.validate import ConfigError, check_config_fields
+from introspect.validate import ConfigError
+from introspect.validate_config import check_config_fields
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import torch
 
-from introspect import validate
+from introspect import validate, validate_config
 from introspect.architectures import build_registered
-from introspect.budget import MAX_NESTING, Budget, BudgetError
+from introspect.budget import Budget, BudgetError
 from introspect.checkpoint import make_checkpoint, save_checkpoint
 from introspect.cli import main
 from introspect.errors import CheckpointError
@@ -145,8 +145,8 @@ def test_a_factory_without_a_config_dataclass_still_fails_with_exit_2(
 def test_the_config_dataclass_is_found_through_the_factorys_type_hints() -> None:
     from trainers.networks.lenet5 import NETWORK, LeNet5Config
 
-    assert validate.config_class_of(NETWORK) is LeNet5Config  # the record names it: config_class
-    assert validate.config_class_of(build_test_network) is None
+    assert validate_config.config_class_of(NETWORK) is LeNet5Config  # the record names it: config_class
+    assert validate_config.config_class_of(build_test_network) is None
 
 
 def test_build_registered_keeps_its_old_signature() -> None:

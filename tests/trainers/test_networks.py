@@ -19,7 +19,7 @@ from _network_checks import quick_settings, with_small_data
 
 from introspect.architectures import build_registered
 from introspect.history import best_epoch
-from introspect.validate import config_class_of
+from introspect.validate_config import config_class_of
 from trainers.catalog import ARCHITECTURE_GROUP, Recipe, list_recipes, networks
 from trainers.layers import config_from_dict
 from trainers.network import Network
