@@ -8,13 +8,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.introspect-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test install browser showcase bench quality clean
+.PHONY: demo test lint install browser showcase bench quality clean
 
 demo: install
 	$(BIN)/introspect demo --force
 
-test: install browser
+test: install browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff (configured in pyproject.toml): lint and formatting, line length 120.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 install: $(STAMP)
 

@@ -59,7 +59,10 @@ def run_group(group: Group, sizes: Sizes, folder: Path, device: str) -> list[Row
     except Exception as error:  # noqa: BLE001 - one broken row must not hide the others
         traceback.print_exc(file=sys.stderr)
         reason = f"failed: {type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
-        return [unmeasured(name, "", unit, target, reason, strict=name == "gallery_wall") for name, unit, target in group.rows]
+        return [
+            unmeasured(name, "", unit, target, reason, strict=name == "gallery_wall")
+            for name, unit, target in group.rows
+        ]
 
 
 def set_threads(count: int) -> None:
@@ -77,13 +80,37 @@ def set_threads(count: int) -> None:
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description="introspect's benchmarks: side-by-side ratios against targets.")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repetition (checks the harness; numbers mean nothing)")
-    parser.add_argument("--json", type=Path, default=None, help="where to write the results [default: benchmarks/results.json; none with --quick]")
-    parser.add_argument("--only", action="append", choices=ROW_NAMES, metavar="ROW", help=f"measure only this row's group (repeatable): {', '.join(ROW_NAMES)}")
-    parser.add_argument("--repeats", type=int, default=5, help="repetitions of the in-process rows in the full run [default: 5]")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="--device for the introspect processes [default: cpu]")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads here and in every child process [default: torch's own choice]")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description="introspect's benchmarks: side-by-side ratios against targets."
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes, one repetition (checks the harness; numbers mean nothing)"
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="where to write the results [default: benchmarks/results.json; none with --quick]",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=ROW_NAMES,
+        metavar="ROW",
+        help=f"measure only this row's group (repeatable): {', '.join(ROW_NAMES)}",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="repetitions of the in-process rows in the full run [default: 5]"
+    )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="--device for the introspect processes [default: cpu]"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads here and in every child process [default: torch's own choice]",
+    )
     return parser.parse_args(argv)
 
 
@@ -95,19 +122,36 @@ def main(argv: list[str] | None = None) -> int:
     sizes = quick_sizes() if args.quick else full_sizes(args.repeats)
     groups = [group for group in GROUPS if not args.only or any(name in args.only for name, _, _ in group.rows)]
     machine, revision = machine_description(), source_revision()
-    print(f"machine: {machine['nproc']} cores, {machine['cpu_model']}, {machine['memory_gb']} GB, torch {machine['torch']}, load {machine['load_average']}", flush=True)
+    print(
+        f"machine: {machine['nproc']} cores, {machine['cpu_model']}, {machine['memory_gb']} GB, torch "
+        f"{machine['torch']}, load {machine['load_average']}",
+        flush=True,
+    )
     started = time.perf_counter()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="introspect-bench-") as scratch:
         for group in groups:
             group_started = time.perf_counter()
             rows.extend(run_group(group, sizes, Path(scratch), args.device))
-            print(f"  {', '.join(name for name, _, _ in group.rows)}: {time.perf_counter() - group_started:.1f} s", file=sys.stderr, flush=True)
+            print(
+                f"  {', '.join(name for name, _, _ in group.rows)}: {time.perf_counter() - group_started:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     machine["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
     print(format_table(rows))
     json_path = args.json or (None if args.quick else DEFAULT_JSON)
     if json_path is not None:
-        write_json(json_path, rows, machine, mode="quick" if args.quick else "full", seconds=round(time.perf_counter() - started, 1), device=args.device, threads=args.threads, revision=revision)
+        write_json(
+            json_path,
+            rows,
+            machine,
+            mode="quick" if args.quick else "full",
+            seconds=round(time.perf_counter() - started, 1),
+            device=args.device,
+            threads=args.threads,
+            revision=revision,
+        )
         print(f"results: {json_path}")
     failed = [row for row in rows if row.note.startswith("failed:")]
     return 1 if failed else 0

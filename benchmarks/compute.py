@@ -20,8 +20,13 @@ from benchmarks.report import Row, ratio_row, unmeasured
 if TYPE_CHECKING:
     from trainers.loop import TensorSplit, TrainConfig
 
-CAPTURE_WHAT = "capture_activations (every leaf layer's output) on ResNet18, batch {batch} of 3x32x32 / a plain no-grad forward"
-TORCHLENS_WHAT = "capture_activations on ResNet18, batch {batch} of 3x32x32 / torchlens.trace of the same forward (saves every operation's output)"
+CAPTURE_WHAT = (
+    "capture_activations (every leaf layer's output) on ResNet18, batch {batch} of 3x32x32 / a plain no-grad forward"
+)
+TORCHLENS_WHAT = (
+    "capture_activations on ResNet18, batch {batch} of 3x32x32 / torchlens.trace of the same forward "
+    "(saves every operation's output)"
+)
 
 
 def capture_rows(sizes: Sizes) -> list[Row]:
@@ -37,15 +42,37 @@ def capture_rows(sizes: Sizes) -> list[Row]:
         with torch.no_grad():
             model(inputs)
 
-    comparison = compare(timed(lambda: capture_activations(model, inputs)), timed(plain), repeats=sizes.cheap_repeats, warmup=sizes.warmup + 1)
-    return [ratio_row("capture", CAPTURE_WHAT.format(batch=sizes.capture_batch), comparison, 1.10, num_layers=len(leaf_layers(model)))]
+    comparison = compare(
+        timed(lambda: capture_activations(model, inputs)),
+        timed(plain),
+        repeats=sizes.cheap_repeats,
+        warmup=sizes.warmup + 1,
+    )
+    return [
+        ratio_row(
+            "capture",
+            CAPTURE_WHAT.format(batch=sizes.capture_batch),
+            comparison,
+            1.10,
+            num_layers=len(leaf_layers(model)),
+        )
+    ]
 
 
 def torchlens_rows(sizes: Sizes) -> list[Row]:
     """``capture_vs_torchlens``: the same capture against TorchLens, in a child process."""
     what = TORCHLENS_WHAT.format(batch=sizes.capture_batch)
-    command = [sys.executable, "-m", "benchmarks.torchlens_side", "--batch", str(sizes.capture_batch),
-               "--repeats", str(sizes.repeats), "--warmup", str(sizes.warmup + 1)]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.torchlens_side",
+        "--batch",
+        str(sizes.capture_batch),
+        "--repeats",
+        str(sizes.repeats),
+        "--warmup",
+        str(sizes.warmup + 1),
+    ]
     finished = subprocess.run(command, capture_output=True, text=True, check=False, env=child_environment())
     if finished.returncode != 0:
         reason = (finished.stderr.strip().splitlines() or ["no output"])[-1]
@@ -57,7 +84,10 @@ def torchlens_rows(sizes: Sizes) -> list[Row]:
         numerator=tuple(Timing(**timing) for timing in result["introspect"]),
         denominator=tuple(Timing(**timing) for timing in result["torchlens"]),
     )
-    note = f"torchlens {result['version']} logs {result['num_operations']} operations, introspect {result['num_layers']} leaf layers"
+    note = (
+        f"torchlens {result['version']} logs {result['num_operations']} operations, introspect "
+        f"{result['num_layers']} leaf layers"
+    )
     return [ratio_row("capture_vs_torchlens", what, comparison, 0.10, note, torchlens_version=result["version"])]
 
 
@@ -83,7 +113,10 @@ def saliency_rows(sizes: Sizes) -> list[Row]:
         Saliency(model).attribute(leaf, target=targets, abs=True)
 
     comparison = compare(timed(ours), timed(direct), repeats=sizes.cheap_repeats, warmup=sizes.warmup + 1)
-    what = f"input_saliency's Saliency (_attribution.attribute) on LeNet-5, batch {sizes.saliency_batch} / captum Saliency.attribute"
+    what = (
+        f"input_saliency's Saliency (_attribution.attribute) on LeNet-5, batch {sizes.saliency_batch} / captum "
+        "Saliency.attribute"
+    )
     return [ratio_row("saliency", what, comparison, 1.05)]
 
 
@@ -95,14 +128,19 @@ def training_rows(sizes: Sizes) -> list[Row]:
     labels = fixtures.images(sizes.train_samples, (), seed=1).abs().mul(1000).long() % 10
     data = TensorSplit(inputs, labels)
     # Fixed here rather than taken from the LeNet-5 recipe, so the bare loop can mirror it exactly.
-    config = TrainConfig(epochs=sizes.train_epochs, batch_size=64, optimizer="adam", lr=1e-3, loss="cross_entropy", device="cpu")
+    config = TrainConfig(
+        epochs=sizes.train_epochs, batch_size=64, optimizer="adam", lr=1e-3, loss="cross_entropy", device="cpu"
+    )
 
     def ours() -> None:
         fit(fixtures.lenet5().train(), data, None, config)
 
     comparison = compare(timed(ours), timed(bare_loop(data, config)), repeats=sizes.repeats, warmup=sizes.warmup)
-    what = (f"trainers.loop.fit on LeNet-5 ({sizes.train_samples} in-memory images, {sizes.train_epochs} epochs, batch {config.batch_size}, "
-            f"Adam, no validation split) / a bare loop over the same tensors")
+    what = (
+        f"trainers.loop.fit on LeNet-5 ({sizes.train_samples} in-memory images, {sizes.train_epochs} epochs, batch "
+        f"{config.batch_size}, "
+        f"Adam, no validation split) / a bare loop over the same tensors"
+    )
     return [ratio_row("training", what, comparison, 1.15)]
 
 

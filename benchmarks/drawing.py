@@ -49,7 +49,10 @@ def kernel_grid_rows(sizes: Sizes, folder: Path) -> list[Row]:
 
     comparison = compare(timed(ours), timed(subplots), repeats=sizes.repeats, warmup=sizes.warmup)
     num_kernels = sum(len(artifact.data["kernels"]) for artifact in shown)
-    what = f"kernel_grids on ResNet18 ({len(shown)} of {num_layers} conv layers, {num_kernels} kernels drawn), PNGs written / one matplotlib subplot per kernel"
+    what = (
+        f"kernel_grids on ResNet18 ({len(shown)} of {num_layers} conv layers, {num_kernels} kernels drawn), PNGs "
+        "written / one matplotlib subplot per kernel"
+    )
     return [ratio_row("kernel_grid", what, comparison, 0.10, num_layers=len(shown), num_kernels=num_kernels)]
 
 
@@ -71,7 +74,11 @@ def kernel_subplots(artifact: Artifact) -> Figure:
     """The kernels ``kernel_grids`` drew for one layer, one subplot (axes) per kernel tile."""
     values, limit = np.asarray(artifact.data["kernels"]), float(artifact.data["limit"])
     rgb = artifact.summary["mode"] == "rgb"
-    tiles = np.clip(0.5 + 0.5 * values.transpose(0, 2, 3, 1) / limit, 0, 1) if rgb else values.reshape(-1, *values.shape[-2:])
+    tiles = (
+        np.clip(0.5 + 0.5 * values.transpose(0, 2, 3, 1) / limit, 0, 1)
+        if rgb
+        else values.reshape(-1, *values.shape[-2:])
+    )
     columns = math.ceil(math.sqrt(len(tiles)))
     rows = math.ceil(len(tiles) / columns)
     figure = _figure(0.6 * columns + 0.4, 0.6 * rows + 0.6, dpi=100)
@@ -112,7 +119,10 @@ def gif_rows(sizes: Sizes, folder: Path) -> list[Row]:
         _write_gif(_fresh(folder / "figures") / "sweep.gif", frames, artifact.fps)
 
     comparison = compare(timed(ours), timed(figures), repeats=sizes.repeats, warmup=sizes.warmup)
-    what = f"activation_gifs on the regression MLP ({len(artifact.frames)} frames, {len(artifact.data['layers'])} layer strips), GIF written / one matplotlib figure per frame + imageio"
+    what = (
+        f"activation_gifs on the regression MLP ({len(artifact.frames)} frames, {len(artifact.data['layers'])} "
+        "layer strips), GIF written / one matplotlib figure per frame + imageio"
+    )
     return [ratio_row("gif", what, comparison, 0.25, num_frames=len(artifact.frames))]
 
 
@@ -136,7 +146,9 @@ def sweep_frame(artifact: Artifact, curve_x: np.ndarray, curve: np.ndarray, inde
     axes = figure.subplots(1 + len(layers), 1, height_ratios=[4.0] + [1.0] * len(layers), squeeze=False)[:, 0]
     axes[0].plot(curve_x, curve, color="black", linewidth=1.2)
     axes[0].axvline(x[index], color="0.45", linewidth=1)
-    axes[0].plot(np.full(artifact.data["output"].shape[1], x[index]), artifact.data["output"][index], "o", color="tab:red")
+    axes[0].plot(
+        np.full(artifact.data["output"].shape[1], x[index]), artifact.data["output"][index], "o", color="tab:red"
+    )
     axes[0].set_xlim(curve_x[0], curve_x[-1])
     axes[0].set_xlabel("x", fontsize=7)
     for strip_axes, (name, values) in zip(axes[1:], layers.items()):

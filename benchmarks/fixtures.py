@@ -62,20 +62,44 @@ class Sizes:
 def full_sizes(repeats: int = 5) -> Sizes:
     """The sizes the targets are stated for."""
     return Sizes(
-        quick=False, repeats=repeats, cheap_repeats=4 * repeats + 1, process_repeats=max(3, repeats - 2),
-        scale_repeats=3, warmup=1, capture_batch=64, saliency_batch=64, max_kernel_layers=None, gif_frames=120,
-        train_samples=2048, train_epochs=2, big_model=("resnet50", (3, 224, 224)), small_model=("resnet18", (3, 32, 32)),
-        analyzers=(), trained_lenet5=True,
+        quick=False,
+        repeats=repeats,
+        cheap_repeats=4 * repeats + 1,
+        process_repeats=max(3, repeats - 2),
+        scale_repeats=3,
+        warmup=1,
+        capture_batch=64,
+        saliency_batch=64,
+        max_kernel_layers=None,
+        gif_frames=120,
+        train_samples=2048,
+        train_epochs=2,
+        big_model=("resnet50", (3, 224, 224)),
+        small_model=("resnet18", (3, 32, 32)),
+        analyzers=(),
+        trained_lenet5=True,
     )
 
 
 def quick_sizes() -> Sizes:
     """A smoke run of every row in well under a minute: tiny sizes, one repetition, one cheap analyzer."""
     return Sizes(
-        quick=True, repeats=1, cheap_repeats=1, process_repeats=1, scale_repeats=1, warmup=0, capture_batch=4,
-        saliency_batch=8, max_kernel_layers=1, gif_frames=8, train_samples=128, train_epochs=1,
-        big_model=("resnet18", (3, 48, 48)), small_model=("resnet18", (3, 32, 32)),
-        analyzers=("model_summary",), trained_lenet5=False,
+        quick=True,
+        repeats=1,
+        cheap_repeats=1,
+        process_repeats=1,
+        scale_repeats=1,
+        warmup=0,
+        capture_batch=4,
+        saliency_batch=8,
+        max_kernel_layers=1,
+        gif_frames=8,
+        train_samples=128,
+        train_epochs=1,
+        big_model=("resnet18", (3, 48, 48)),
+        small_model=("resnet18", (3, 32, 32)),
+        analyzers=("model_summary",),
+        trained_lenet5=False,
     )
 
 
@@ -117,7 +141,9 @@ def regression_subject() -> Subject:
 
     data = regression_data(seed=0)
     task = Task(kind="regression", input_shape=(1,), domain=tuple(REGRESSION_DOMAIN), dataset="regression")
-    return Subject.from_model(RegressionMLP(RegressionMLPConfig()).eval(), data.train.inputs, data.train.targets, task=task)
+    return Subject.from_model(
+        RegressionMLP(RegressionMLPConfig()).eval(), data.train.inputs, data.train.targets, task=task
+    )
 
 
 def lenet5_checkpoint(folder: Path, trained: bool) -> tuple[Path, str]:
@@ -133,7 +159,9 @@ def lenet5_checkpoint(folder: Path, trained: bool) -> tuple[Path, str]:
         try:
             from trainers.catalog import RunSettings, train
 
-            return train("lenet5", RunSettings(quick=True), path), "trained with the quick recipe (MNIST, 1000 images, 2 epochs)"
+            return train(
+                "lenet5", RunSettings(quick=True), path
+            ), "trained with the quick recipe (MNIST, 1000 images, 2 epochs)"
         except Exception as error:  # noqa: BLE001 - no MNIST on disk and no network: fall back to random weights
             note = f"random weights (training failed: {type(error).__name__})"
     else:
@@ -149,11 +177,28 @@ def _untrained_lenet5_checkpoint() -> dict[str, Any]:
 
     model = lenet5()
     labels = torch.arange(64) % 10
-    task = Task(kind="classification", input_shape=(1, 28, 28), image_shape=(1, 28, 28), class_names=tuple(str(d) for d in range(10)))
-    history = {"epoch": [1, 2], "train_loss": [2.3, 2.2], "val_loss": [2.3, 2.25], "train_accuracy": [0.1, 0.2], "val_accuracy": [0.1, 0.15], "best_epoch": 2}
+    task = Task(
+        kind="classification",
+        input_shape=(1, 28, 28),
+        image_shape=(1, 28, 28),
+        class_names=tuple(str(d) for d in range(10)),
+    )
+    history = {
+        "epoch": [1, 2],
+        "train_loss": [2.3, 2.2],
+        "val_loss": [2.3, 2.25],
+        "train_accuracy": [0.1, 0.2],
+        "val_accuracy": [0.1, 0.15],
+        "best_epoch": 2,
+    }
     return make_checkpoint(
-        model, architecture="lenet5", config=dataclasses.asdict(model.config), task=task.to_dict(),
-        probe_inputs=images(64, (1, 28, 28)), probe_labels=labels, history=history,
+        model,
+        architecture="lenet5",
+        config=dataclasses.asdict(model.config),
+        task=task.to_dict(),
+        probe_inputs=images(64, (1, 28, 28)),
+        probe_labels=labels,
+        history=history,
     )
 
 

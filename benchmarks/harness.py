@@ -112,7 +112,9 @@ class ProcessFailed(RuntimeError):
     """A benchmarked command exited with a non-zero status."""
 
 
-def run_process(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None) -> Timing:
+def run_process(
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None
+) -> Timing:
     """Run ``argv`` to completion; wall time from here, CPU time and peak RSS from the kernel.
 
     ``os.wait4`` reports the child's own resource usage (its peak RSS in KiB on Linux), so no

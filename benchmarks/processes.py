@@ -30,8 +30,19 @@ STARTUP_LIMIT_S = 0.5
 def analyze_command(checkpoint: Path, out_dir: Path, sizes: Sizes, device: str, *extra: str) -> list[str]:
     """``introspect analyze`` with ``--all`` (or the quick run's analyzers) into ``out_dir``."""
     selection = ["--all"] if not sizes.analyzers else [part for name in sizes.analyzers for part in ("-a", name)]
-    return [*console_script("introspect"), "analyze", str(checkpoint), *selection, "-o", str(out_dir), "--force",
-            "--no-plugins", "--device", device, *extra]
+    return [
+        *console_script("introspect"),
+        "analyze",
+        str(checkpoint),
+        *selection,
+        "-o",
+        str(out_dir),
+        "--force",
+        "--no-plugins",
+        "--device",
+        device,
+        *extra,
+    ]
 
 
 def gallery_rows(sizes: Sizes, folder: Path, device: str) -> list[Row]:
@@ -39,16 +50,30 @@ def gallery_rows(sizes: Sizes, folder: Path, device: str) -> list[Row]:
     checkpoint, made = fixtures.lenet5_checkpoint(folder, trained=sizes.trained_lenet5)
     command = analyze_command(checkpoint, folder / "gallery-lenet5", sizes, device)
     baseline = python_command("-m", "benchmarks.load_forward_backward", str(checkpoint), "--device", device)
-    comparison = compare(lambda: run_process(command), lambda: run_process(baseline), repeats=sizes.process_repeats, warmup=sizes.warmup)
+    comparison = compare(
+        lambda: run_process(command), lambda: run_process(baseline), repeats=sizes.process_repeats, warmup=sizes.warmup
+    )
     selection = "--all" if not sizes.analyzers else ", ".join(sizes.analyzers)
-    what = f"introspect analyze {selection} on LeNet-5, whole process / a process that loads the checkpoint and runs one forward and one backward pass over the probe"
+    what = (
+        f"introspect analyze {selection} on LeNet-5, whole process / a process that loads the checkpoint and "
+        "runs one forward and one backward pass over the probe"
+    )
     wall = comparison.numerator_wall
     cpu = statistics.median(timing.cpu for timing in comparison.numerator)
     return [
         ratio_row("gallery", what, comparison, None, f"checkpoint: {made}"),
-        Row(name="gallery_wall", what=f"introspect analyze {selection} on LeNet-5: wall seconds of the whole process", value=wall, unit="s",
-            target=GALLERY_LIMIT_S, strict=True, numerator_s=wall, repeats=len(comparison.numerator),
-            note=f"median CPU time {cpu:.2f} s (user + system)", details={"cpu_s": cpu}),
+        Row(
+            name="gallery_wall",
+            what=f"introspect analyze {selection} on LeNet-5: wall seconds of the whole process",
+            value=wall,
+            unit="s",
+            target=GALLERY_LIMIT_S,
+            strict=True,
+            numerator_s=wall,
+            repeats=len(comparison.numerator),
+            note=f"median CPU time {cpu:.2f} s (user + system)",
+            details={"cpu_s": cpu},
+        ),
     ]
 
 
@@ -59,20 +84,46 @@ def scale_rows(sizes: Sizes, folder: Path, device: str) -> list[Row]:
     def command(name: str, shape: tuple[int, int, int]) -> list[str]:
         checkpoint = fixtures.resnet_state_dict(folder, name)
         size = ",".join(map(str, shape))
-        return analyze_command(checkpoint, folder / f"gallery-{name}-{shape[1]}", sizes, device,
-                               "--arch", f"torchvision.models:{name}", "--input-shape", size)
+        return analyze_command(
+            checkpoint,
+            folder / f"gallery-{name}-{shape[1]}",
+            sizes,
+            device,
+            "--arch",
+            f"torchvision.models:{name}",
+            "--input-shape",
+            size,
+        )
 
     big_command, small_command = command(big, big_shape), command(small, small_shape)
-    comparison = compare(lambda: run_process(big_command), lambda: run_process(small_command), repeats=sizes.scale_repeats, warmup=0)
+    comparison = compare(
+        lambda: run_process(big_command), lambda: run_process(small_command), repeats=sizes.scale_repeats, warmup=0
+    )
     peak = max(timing.peak_rss or 0 for timing in comparison.numerator)
     big_text, small_text = f"{big} {'x'.join(map(str, big_shape))}", f"{small} {'x'.join(map(str, small_shape))}"
     selection = "--all" if not sizes.analyzers else ", ".join(sizes.analyzers)
-    cpu_note = f"CPU seconds {statistics.median(t.cpu for t in comparison.numerator):.1f} / {statistics.median(t.cpu for t in comparison.denominator):.1f}"
+    cpu_note = (
+        f"CPU seconds {statistics.median(t.cpu for t in comparison.numerator):.1f} / "
+        f"{statistics.median(t.cpu for t in comparison.denominator):.1f}"
+    )
     return [
-        ratio_row("scale", f"introspect analyze {selection} on {big_text} / on {small_text} (state_dict + --arch, random probe of 16)", comparison, 4.0, cpu_note),
-        Row(name="memory", what=f"peak RSS of introspect analyze {selection} on {big_text} (probe of 16)", value=peak / 1e9, unit="GB",
-            target=MEMORY_LIMIT_GB, repeats=len(comparison.numerator), note=f"{peak / 2**30:.2f} GiB; the largest of the runs",
-            details={"peak_rss_bytes": peak, "per_run_bytes": [timing.peak_rss for timing in comparison.numerator]}),
+        ratio_row(
+            "scale",
+            f"introspect analyze {selection} on {big_text} / on {small_text} (state_dict + --arch, random probe of 16)",
+            comparison,
+            4.0,
+            cpu_note,
+        ),
+        Row(
+            name="memory",
+            what=f"peak RSS of introspect analyze {selection} on {big_text} (probe of 16)",
+            value=peak / 1e9,
+            unit="GB",
+            target=MEMORY_LIMIT_GB,
+            repeats=len(comparison.numerator),
+            note=f"{peak / 2**30:.2f} GiB; the largest of the runs",
+            details={"peak_rss_bytes": peak, "per_run_bytes": [timing.peak_rss for timing in comparison.numerator]},
+        ),
     ]
 
 
@@ -81,5 +132,15 @@ def startup_rows(sizes: Sizes) -> list[Row]:
     command = [*console_script("introspect"), "--help"]
     timings: tuple[Timing, ...] = repeat(lambda: run_process(command), repeats=sizes.process_repeats + 2, warmup=1)
     wall = median_wall(timings)
-    return [Row(name="startup", what="introspect --help, whole process (wall)", value=wall, unit="s", target=STARTUP_LIMIT_S,
-                numerator_s=wall, repeats=len(timings), note=f"median CPU time {statistics.median(t.cpu for t in timings):.2f} s")]
+    return [
+        Row(
+            name="startup",
+            what="introspect --help, whole process (wall)",
+            value=wall,
+            unit="s",
+            target=STARTUP_LIMIT_S,
+            numerator_s=wall,
+            repeats=len(timings),
+            note=f"median CPU time {statistics.median(t.cpu for t in timings):.2f} s",
+        )
+    ]

@@ -73,13 +73,26 @@ class Row:
         return {**fields, "measured": self.measured, "met": self.met, "target_text": self.target_text}
 
 
-def ratio_row(name: str, what: str, comparison: Comparison, target: float | None, note: str = "", **details: Any) -> Row:
+def ratio_row(
+    name: str, what: str, comparison: Comparison, target: float | None, note: str = "", **details: Any
+) -> Row:
     """A row whose value is the side-by-side wall-time ratio of ``comparison``."""
-    walls = {"numerator_walls": [round(t.wall, 4) for t in comparison.numerator], "denominator_walls": [round(t.wall, 4) for t in comparison.denominator]}
+    walls = {
+        "numerator_walls": [round(t.wall, 4) for t in comparison.numerator],
+        "denominator_walls": [round(t.wall, 4) for t in comparison.denominator],
+    }
     return Row(
-        name=name, what=what, value=comparison.ratio, unit="x", target=target,
-        numerator_s=comparison.numerator_wall, denominator_s=comparison.denominator_wall,
-        cpu_ratio=comparison.cpu_ratio, repeats=len(comparison.numerator), note=note, details={**details, **walls},
+        name=name,
+        what=what,
+        value=comparison.ratio,
+        unit="x",
+        target=target,
+        numerator_s=comparison.numerator_wall,
+        denominator_s=comparison.denominator_wall,
+        cpu_ratio=comparison.cpu_ratio,
+        repeats=len(comparison.numerator),
+        note=note,
+        details={**details, **walls},
     )
 
 
@@ -103,10 +116,18 @@ def format_table(rows: Sequence[Row]) -> str:
     lines = [header]
     for row in rows:
         met = {True: "yes", False: "NO", None: "-"}[row.met]
-        lines.append((
-            row.name, format_value(row), row.target_text, met, _seconds(row.numerator_s), _seconds(row.denominator_s),
-            "-" if row.cpu_ratio is None else f"{row.cpu_ratio:.3f}", str(row.repeats or "-"),
-        ))
+        lines.append(
+            (
+                row.name,
+                format_value(row),
+                row.target_text,
+                met,
+                _seconds(row.numerator_s),
+                _seconds(row.denominator_s),
+                "-" if row.cpu_ratio is None else f"{row.cpu_ratio:.3f}",
+                str(row.repeats or "-"),
+            )
+        )
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines]
     notes = [f"  {row.name}: {row.note}" for row in rows if row.note]
@@ -139,8 +160,12 @@ def source_revision() -> str:
 
     root = Path(__file__).resolve().parents[1]
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+changes" if changed else "")

@@ -40,9 +40,14 @@ def measure(batch: int, repeats: int, warmup: int) -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             log = trace()
-            comparison = compare(timed(lambda: capture_activations(model, inputs)), timed(trace), repeats=repeats, warmup=warmup)
+            comparison = compare(
+                timed(lambda: capture_activations(model, inputs)), timed(trace), repeats=repeats, warmup=warmup
+            )
     except Exception as error:  # noqa: BLE001 - a TorchLens release that does not support this torch
-        return {"error": f"torchlens.trace failed on torch: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
+        return {
+            "error": f"torchlens.trace failed on torch: {type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}"
+        }
     return {
         "version": getattr(torchlens, "__version__", "unknown"),
         "num_operations": len(getattr(log, "layer_labels", ())),

@@ -115,7 +115,11 @@ def analyze(
             failure = f"{out_dir}: the gallery was not written"
             index_path = within_limit(write, timeout, f"writing the gallery {out_dir}", failure, gallery=out_dir)
     return AnalysisReport(
-        subject=subject, results=results, specs=tuple(specs), index_path=index_path, plugin_problems=tuple(registry.problems)
+        subject=subject,
+        results=results,
+        specs=tuple(specs),
+        index_path=index_path,
+        plugin_problems=tuple(registry.problems),
     )
 
 

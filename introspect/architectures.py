@@ -151,7 +151,9 @@ def build_from_reference(reference: str, kwargs: Mapping[str, Any] | None = None
     """Call the factory named by ``MODULE:CALLABLE`` (the user's explicit choice of code to run)."""
     module_name, separator, attribute = reference.partition(":")
     if not separator or not module_name or not attribute:
-        raise CheckpointError(f"--arch {reference!r} should look like MODULE:CALLABLE, e.g. torchvision.models:resnet18")
+        raise CheckpointError(
+            f"--arch {reference!r} should look like MODULE:CALLABLE, e.g. torchvision.models:resnet18"
+        )
     try:
         factory: Callable[..., Any] = importlib.import_module(module_name)
         for part in attribute.split("."):
@@ -161,7 +163,9 @@ def build_from_reference(reference: str, kwargs: Mapping[str, Any] | None = None
     try:
         model = factory(**dict(kwargs or {}))
     except Exception as error:
-        raise CheckpointError(f"--arch {reference!r} failed to build the model: {type(error).__name__}: {error}") from error
+        raise CheckpointError(
+            f"--arch {reference!r} failed to build the model: {type(error).__name__}: {error}"
+        ) from error
     if not isinstance(model, torch.nn.Module):
         raise CheckpointError(f"--arch {reference!r} returned a {type(model).__name__}, not a torch.nn.Module")
     return model

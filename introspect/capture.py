@@ -26,11 +26,16 @@ def check_hookable(model: nn.Module) -> None:
     if isinstance(model, torch.jit.ScriptModule):
         raise SkipAnalyzer("TorchScript modules do not run Python forward hooks, so layer outputs cannot be captured")
     if isinstance(model, torch.fx.GraphModule):
-        raise SkipAnalyzer("an exported graph runs its operations directly, not through layer modules, so layer outputs cannot be hooked")
+        raise SkipAnalyzer(
+            "an exported graph runs its operations directly, not through layer modules, so layer outputs cannot be "
+            "hooked"
+        )
 
 
 @contextlib.contextmanager
-def recording(model: nn.Module, layers: Iterable[str] | None = None, *, to_cpu: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+def recording(
+    model: nn.Module, layers: Iterable[str] | None = None, *, to_cpu: bool = True
+) -> Iterator[dict[str, torch.Tensor]]:
     """Record the outputs of ``layers`` (default: every leaf layer) during the block.
 
     The yielded dict fills in as the model runs; a layer called more than once keeps its last
@@ -53,6 +58,7 @@ def recording(model: nn.Module, layers: Iterable[str] | None = None, *, to_cpu: 
                 value = output.detach()
                 moves = to_cpu and value.device.type != "cpu"
                 outputs[name] = value.cpu() if moves else value.clone()
+
         return hook
 
     handles = [modules[name].register_forward_hook(hook_for(name)) for name in names]

@@ -71,7 +71,7 @@ def make_checkpoint(
     return {
         FORMAT_KEY: FORMAT_VERSION,
         "introspect_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "architecture": {"key": architecture, "config": dict(config)},
         "state_dict": _cpu_state(model.state_dict()),
         "best_state_dict": _cpu_state(best_state_dict) if best_state_dict else None,
@@ -130,7 +130,9 @@ def read_trusting(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
-        raise CheckpointError(f"{path}: could not be unpickled even with --trust-code: {type(error).__name__}: {error}") from error
+        raise CheckpointError(
+            f"{path}: could not be unpickled even with --trust-code: {type(error).__name__}: {error}"
+        ) from error
 
 
 def is_tensor_dict(value: Any) -> bool:
@@ -163,7 +165,7 @@ def strip_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
         changed = False
         for prefix in STRIPPED_PREFIXES:
             if state_dict and all(key.startswith(prefix) for key in state_dict):
-                state_dict = {key[len(prefix):]: value for key, value in state_dict.items()}
+                state_dict = {key[len(prefix) :]: value for key, value in state_dict.items()}
                 changed = True
     return state_dict
 

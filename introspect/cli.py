@@ -81,19 +81,40 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 def checkpoint_options(command: Any) -> Any:
     """Options every command that loads a checkpoint shares."""
     options = [
-        click.option("--arch", metavar="MODULE:CALLABLE", help="Build the model with your own code (it is imported and called)."),
-        click.option("--arch-kwarg", multiple=True, metavar="NAME=VALUE", help="Keyword argument for --arch (repeatable)."),
+        click.option(
+            "--arch", metavar="MODULE:CALLABLE", help="Build the model with your own code (it is imported and called)."
+        ),
+        click.option(
+            "--arch-kwarg", multiple=True, metavar="NAME=VALUE", help="Keyword argument for --arch (repeatable)."
+        ),
         click.option(
             "--trust-code",
             "--trust-pickle",
             "trust_code",
             is_flag=True,
-            help="Allow code from the file to run: unpickling, TorchScript, exported programs with ops outside the allow-list.",
+            help="Allow code from the file to run: unpickling, TorchScript, exported programs with ops outside the "
+            "allow-list.",
         ),
-        click.option("--max-memory", metavar="SIZE", help="Memory the file may make introspect use, e.g. 4G [default: a quarter of what is available]."),
-        click.option("--max-probe", type=click.IntRange(min=1), default=256, show_default=True, help="Probe inputs kept; more are cut."),
-        click.option("--probe", type=click.Path(dir_okay=False), help="Inputs (tensor, or dict with inputs/labels) saved with torch.save."),
-        click.option("--input-shape", metavar="C,H,W", help="Shape of one input, for a random probe when none is stored."),
+        click.option(
+            "--max-memory",
+            metavar="SIZE",
+            help="Memory the file may make introspect use, e.g. 4G [default: a quarter of what is available].",
+        ),
+        click.option(
+            "--max-probe",
+            type=click.IntRange(min=1),
+            default=256,
+            show_default=True,
+            help="Probe inputs kept; more are cut.",
+        ),
+        click.option(
+            "--probe",
+            type=click.Path(dir_okay=False),
+            help="Inputs (tensor, or dict with inputs/labels) saved with torch.save.",
+        ),
+        click.option(
+            "--input-shape", metavar="C,H,W", help="Shape of one input, for a random probe when none is stored."
+        ),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice."),
     ]
@@ -107,7 +128,14 @@ def checkpoint_options(command: Any) -> Any:
 @click.option("--all", "select_all", is_flag=True, help="Run every analyzer that applies.")
 @click.option("-a", "--analyzer", "names", multiple=True, metavar="NAME", help="Run this analyzer (repeatable).")
 @click.option("-x", "--exclude", multiple=True, metavar="NAME", help="Leave this analyzer out (repeatable).")
-@click.option("-o", "--out", "out_dir", type=click.Path(), metavar="DIRECTORY", help="Gallery folder [default: introspect-<checkpoint name>].")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(),
+    metavar="DIRECTORY",
+    help="Gallery folder [default: introspect-<checkpoint name>].",
+)
 @click.option("--force", is_flag=True, help="Replace the gallery folder if it exists.")
 @click.option("--no-plugins", is_flag=True, help="Use only the built-in analyzers.")
 @click.option(
@@ -119,7 +147,18 @@ def checkpoint_options(command: Any) -> Any:
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the gallery in the default browser when there is one.")
 @checkpoint_options
-def analyze(checkpoints: tuple[str, ...], select_all: bool, names: tuple[str, ...], exclude: tuple[str, ...], out_dir: str | None, force: bool, no_plugins: bool, timeout: float | None, open_browser: bool, **loading: Any) -> int:
+def analyze(
+    checkpoints: tuple[str, ...],
+    select_all: bool,
+    names: tuple[str, ...],
+    exclude: tuple[str, ...],
+    out_dir: str | None,
+    force: bool,
+    no_plugins: bool,
+    timeout: float | None,
+    open_browser: bool,
+    **loading: Any,
+) -> int:
     """Run analyzers on each CHECKPOINT and write one gallery (exit 1 if any analyzer failed).
 
     With several checkpoints the gallery has a page per checkpoint and an index listing them.
@@ -254,7 +293,16 @@ def info(checkpoint: str, as_json: bool, **loading: Any) -> int:
 
 @cli.command()
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("-o", "--out", "out_dir", type=click.Path(), metavar="DIRECTORY", default="introspect-compare", show_default=True, help="Comparison page folder.")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(),
+    metavar="DIRECTORY",
+    default="introspect-compare",
+    show_default=True,
+    help="Comparison page folder.",
+)
 @click.option("--force", is_flag=True, help="Replace the folder if it exists.")
 @click.option("--title", help="Heading of the page [default: Comparison of N checkpoints].")
 @checkpoint_options
@@ -302,6 +350,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as error:  # an unexpected bug: one line, or the traceback with --debug
         if debug:
             traceback.print_exc()
-        click.echo(f"introspect: internal error: {type(error).__name__}: {error} (run with --debug for the traceback)", err=True)
+        click.echo(
+            f"introspect: internal error: {type(error).__name__}: {error} (run with --debug for the traceback)",
+            err=True,
+        )
         sys.exit(EXIT_BUG)
     sys.exit(code if isinstance(code, int) else 0)

@@ -146,7 +146,7 @@ def distinct_titles(titles: Sequence[str]) -> list[str]:
 
 
 def summary_row(title: str, subject: Subject) -> dict[str, Any]:
-    """One table row: validation accuracy at the best epoch (``history.best_epoch``), final losses, test metric, speed."""
+    """One table row: val accuracy at the best epoch (``history.best_epoch``), final losses, test metric, speed."""
     history = subject.history or {}
     index = best_index(history)
     best_accuracy = _at(history.get("val_accuracy"), index)

@@ -57,27 +57,47 @@ def _pickled_parts(path: Path, options: LoadOptions) -> Parts:
     if isinstance(payload, Mapping) and FORMAT_KEY in payload:
         return introspect_parts(payload, path, options)
     if isinstance(payload, torch.nn.Module):
-        return Parts(state_dict=payload.state_dict(), model=payload, model_note="a pickled module, loaded with --trust-code", metadata={"format": "pickled-module"})
+        return Parts(
+            state_dict=payload.state_dict(),
+            model=payload,
+            model_note="a pickled module, loaded with --trust-code",
+            metadata={"format": "pickled-module"},
+        )
     if isinstance(payload, Mapping):
         found = unwrap_state_dict(payload)
         if found is not None:
             state_dict, extras = found
-            note = "the file holds only weights, so no forward pass can run (pass --arch MODULE:CALLABLE to rebuild the model from your code)"
+            note = (
+                "the file holds only weights, so no forward pass can run (pass --arch MODULE:CALLABLE to rebuild "
+                "the model from your code)"
+            )
             return Parts(state_dict=state_dict, model_note=note, metadata={"format": "state_dict", "wrapper": extras})
     raise CheckpointError(f"{path}: holds a {type(payload).__name__}, which is neither a model nor a state_dict")
 
 
 def _scripted_parts(path: Path, options: LoadOptions) -> Parts:
     if not options.trusted:
-        note = "a TorchScript archive: running it would run code from the file, so only its weights were read (pass --trust-code to run it)"
-        return Parts(state_dict=read_scripted_weights(path, options.budget), model_note=note, metadata={"format": "torchscript"})
+        note = (
+            "a TorchScript archive: running it would run code from the file, so only its weights were read (pass "
+            "--trust-code to run it)"
+        )
+        return Parts(
+            state_dict=read_scripted_weights(path, options.budget), model_note=note, metadata={"format": "torchscript"}
+        )
     try:
         with warnings.catch_warnings():  # TorchScript's deprecation notice is not the user's problem
             warnings.simplefilter("ignore", FutureWarning)
             model = torch.jit.load(str(path), map_location="cpu")
     except Exception as error:
-        raise CheckpointError(f"{path}: is a TorchScript archive that cannot be loaded ({type(error).__name__})") from error
-    return Parts(state_dict=dict(model.state_dict()), model=model, model_note="a TorchScript archive, run with --trust-code", metadata={"format": "torchscript"})
+        raise CheckpointError(
+            f"{path}: is a TorchScript archive that cannot be loaded ({type(error).__name__})"
+        ) from error
+    return Parts(
+        state_dict=dict(model.state_dict()),
+        model=model,
+        model_note="a TorchScript archive, run with --trust-code",
+        metadata={"format": "torchscript"},
+    )
 
 
 def _exported_parts(path: Path, options: LoadOptions) -> Parts:
@@ -85,17 +105,26 @@ def _exported_parts(path: Path, options: LoadOptions) -> Parts:
         try:
             program = torch.export.load(str(path))
         except Exception as error:
-            raise CheckpointError(f"{path}: is a torch.export archive that cannot be loaded ({type(error).__name__}: {error})") from error
+            raise CheckpointError(
+                f"{path}: is a torch.export archive that cannot be loaded ({type(error).__name__}: {error})"
+            ) from error
         example = program.example_inputs
-        parts = Parts(state_dict=dict(program.state_dict), model_note="a torch.export program, loaded with --trust-code")
+        parts = Parts(
+            state_dict=dict(program.state_dict), model_note="a torch.export program, loaded with --trust-code"
+        )
     else:
         read = read_exported(path, options.budget)
         program, example = read.program, read.example_inputs
         parts = Parts(state_dict=read.state_dict, model_note="a torch.export program of pure tensor ops")
         if read.refused:
             reasons = "; ".join(read.refused)
-            parts.model_note = f"a torch.export program that was not run because {reasons} (pass --trust-code to run it)"
-            parts.warnings.append(f"{path}: {reasons}; only the weights that are stored as plain tensors were read (pass --trust-code to load all of it)")
+            parts.model_note = (
+                f"a torch.export program that was not run because {reasons} (pass --trust-code to run it)"
+            )
+            parts.warnings.append(
+                f"{path}: {reasons}; only the weights that are stored as plain tensors were read (pass --trust-code "
+                "to load all of it)"
+            )
     parts.metadata = {"format": "torch.export"}
     parts.model = program.module() if program is not None else None
     if example and example[0] and isinstance(example[0][0], torch.Tensor):
@@ -104,4 +133,3 @@ def _exported_parts(path: Path, options: LoadOptions) -> Parts:
         parts.probe_inputs = example[0][0].detach().clone()
         parts.task = Task(input_shape=tuple(example[0][0].shape[1:]))
     return parts
-

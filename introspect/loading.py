@@ -103,7 +103,9 @@ def non_finite_warnings(path: Path, weights: Mapping[str, torch.Tensor]) -> list
     if not broken:
         return []
     shown = ", ".join(broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
-    return [f"{path}: {len(broken)} weight tensor(s) hold NaN or Inf values ({shown}); analyzers that can still run did"]
+    return [
+        f"{path}: {len(broken)} weight tensor(s) hold NaN or Inf values ({shown}); analyzers that can still run did"
+    ]
 
 
 def resolve_device(device: str) -> str:
@@ -122,4 +124,3 @@ def _evaluation_mode(model: nn.Module) -> None:
         model.eval()
     except NotImplementedError:  # torch.export's modules refuse eval(); they are built for inference
         pass
-

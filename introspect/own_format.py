@@ -146,4 +146,3 @@ def _extras(value: Any, warnings_: list[str], path: Path, nesting: int) -> dict[
             continue
         kept[key] = item
     return kept
-

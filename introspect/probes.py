@@ -110,7 +110,10 @@ def _check_probe_fits(model: nn.Module, inputs: torch.Tensor, source: Any) -> No
         with torch.no_grad():
             model(inputs[:1].to(next(iter(model.parameters()), inputs).device))
     except Exception as error:
-        raise CheckpointError(f"{source}: probe inputs of shape {tuple(inputs.shape)} do not fit the model ({type(error).__name__}: {str(error).splitlines()[0]})") from error
+        raise CheckpointError(
+            f"{source}: probe inputs of shape {tuple(inputs.shape)} do not fit the model ({type(error).__name__}: "
+            f"{str(error).splitlines()[0]})"
+        ) from error
     finally:
         model.train(was_training)
 
@@ -130,4 +133,3 @@ def guess_input_shape(state_dict: Mapping[str, torch.Tensor]) -> tuple[int, ...]
             return (channels, side, side)
         return None
     return None
-

@@ -84,9 +84,7 @@ class Registry:
         except KeyError:
             close = difflib.get_close_matches(name, self._specs, n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise PluginError(
-                f"unknown analyzer {name!r}.{hint} 'introspect list' shows them all."
-            ) from None
+            raise PluginError(f"unknown analyzer {name!r}.{hint} 'introspect list' shows them all.") from None
 
     def select(
         self, names: Iterable[str] = (), *, exclude: Iterable[str] = (), select_all: bool = False
@@ -101,8 +99,7 @@ def _spec_or_error(target: object, package: str) -> AnalyzerSpec:
     spec = spec_of(target)
     if spec is None:
         raise PluginError(
-            f"plugin object {target!r} from {package} is not decorated with @introspect.analyzer "
-            "and was left out"
+            f"plugin object {target!r} from {package} is not decorated with @introspect.analyzer and was left out"
         )
     if spec.package != package:
         spec = AnalyzerSpec(

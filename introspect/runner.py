@@ -119,7 +119,11 @@ def time_limit(seconds: float | None, *, limit: object = None) -> Iterator[None]
 
 
 def within_limit(
-    func: Callable[[], T], seconds: float | None, what: str, failure: str, *,
+    func: Callable[[], T],
+    seconds: float | None,
+    what: str,
+    failure: str,
+    *,
     gallery: str | os.PathLike[str] | None = None,
 ) -> T:
     """``func()`` with ``seconds`` to finish, Python warnings kept off stderr.

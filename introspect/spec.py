@@ -44,9 +44,7 @@ class AnalyzerSpec:
         }
 
 
-def analyzer(
-    func: Callable[..., Any] | None = None, *, needs: Needs = Needs.WEIGHTS, name: str | None = None
-) -> Any:
+def analyzer(func: Callable[..., Any] | None = None, *, needs: Needs = Needs.WEIGHTS, name: str | None = None) -> Any:
     """Mark a function as an analyzer with declared needs.
 
     The function itself is returned unchanged apart from an attached :class:`AnalyzerSpec`; it

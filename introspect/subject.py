@@ -175,14 +175,20 @@ class Subject:
 
 def _no_model_reason(subject: Subject) -> str:
     if subject.model is None:
-        return subject.model_note or "the checkpoint holds only weights, so no forward pass can run (pass --arch MODULE:CALLABLE to rebuild the model)"
+        return (
+            subject.model_note
+            or "the checkpoint holds only weights, so no forward pass can run (pass --arch MODULE:CALLABLE to "
+            "rebuild the model)"
+        )
     return "there are no probe inputs (pass --probe FILE or --input-shape)"
 
 
 _MISSING_REASONS = {
     Needs.WEIGHTS: lambda s: "the checkpoint holds no weights",
     Needs.FORWARD: _no_model_reason,
-    Needs.GRADIENTS: lambda s: _no_model_reason(s) if s.model is None or s.probe_inputs is None else "the model does not support gradients",
+    Needs.GRADIENTS: lambda s: (
+        _no_model_reason(s) if s.model is None or s.probe_inputs is None else "the model does not support gradients"
+    ),
     Needs.LABELS: lambda s: "the probe inputs have no labels",
     Needs.IMAGE_INPUT: lambda s: "the inputs are not images",
     Needs.SCALAR_INPUT: lambda s: "the input is not a single number",
@@ -202,15 +208,11 @@ def weights_from_state_dict(state_dict: Mapping[str, Any]) -> dict[str, torch.Te
     return {
         name: tensor
         for name, tensor in state_dict.items()
-        if isinstance(tensor, torch.Tensor)
-        and tensor.is_floating_point()
-        and not name.endswith(_BUFFER_SUFFIXES)
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not name.endswith(_BUFFER_SUFFIXES)
     }
 
 
-def infer_task(
-    model: nn.Module, inputs: torch.Tensor | None, labels: torch.Tensor | None = None
-) -> Task:
+def infer_task(model: nn.Module, inputs: torch.Tensor | None, labels: torch.Tensor | None = None) -> Task:
     """A best guess at the task from the inputs' shape and the labels' dtype."""
     input_shape = tuple(inputs.shape[1:]) if inputs is not None else None
     image_shape = input_shape if input_shape is not None and len(input_shape) == 3 else None

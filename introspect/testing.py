@@ -51,7 +51,12 @@ def dense_image_subject(seed: int = 0, num_classes: int = 4) -> Subject:
     """A 64-12-8-classes tanh MLP whose inputs are 1x8x8 images, shown flattened to the model."""
     torch.manual_seed(seed)
     model = torch.nn.Sequential(
-        torch.nn.Flatten(), torch.nn.Linear(64, 12), torch.nn.Tanh(), torch.nn.Linear(12, 8), torch.nn.Tanh(), torch.nn.Linear(8, num_classes)
+        torch.nn.Flatten(),
+        torch.nn.Linear(64, 12),
+        torch.nn.Tanh(),
+        torch.nn.Linear(12, 8),
+        torch.nn.Tanh(),
+        torch.nn.Linear(8, num_classes),
     )
     inputs = torch.rand(2 * num_classes, 64)
     labels = torch.arange(2 * num_classes) % num_classes
@@ -120,7 +125,9 @@ def _history(epochs: int, classification: bool = True) -> dict[str, Any]:
     return history
 
 
-def check_analyzer(target: AnalyzerSpec | Callable[..., Any], subjects: dict[str, Subject] | None = None) -> dict[str, str]:
+def check_analyzer(
+    target: AnalyzerSpec | Callable[..., Any], subjects: dict[str, Subject] | None = None
+) -> dict[str, str]:
     """Check that an analyzer behaves: raises ``AssertionError`` naming the first problem found.
 
     For every tiny subject it checks that the analyzer is skipped when its needs are not met,
@@ -154,7 +161,9 @@ def _check_on_subject(spec: AnalyzerSpec, name: str, subject: Subject) -> str:
     if first.status == "ok":
         assert all(isinstance(item, Artifact) for item in first.artifacts), f"{where} returned a non-Artifact"
         second = run_one(subject, spec)
-        assert _numbers(first.artifacts) == _numbers(second.artifacts), f"{where} gave different numbers for the same seed"
+        assert _numbers(first.artifacts) == _numbers(second.artifacts), (
+            f"{where} gave different numbers for the same seed"
+        )
         for artifact in (*first.artifacts, *second.artifacts):
             if artifact.figure is not None:
                 artifact.figure.clear()
@@ -211,7 +220,9 @@ def build_test_network(config: dict[str, Any]) -> nn.Module:
     for example registered under ``introspect.architectures``.
     """
     sizes = list(config.get("sizes", (4, 8, 3)))
-    activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid}[config.get("activation", "tanh")]
+    activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid}[
+        config.get("activation", "tanh")
+    ]
     layers: list[nn.Module] = []
     for index, (width_in, width_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(torch.nn.Linear(width_in, width_out))

@@ -272,8 +272,10 @@ def normalization(value: Any) -> dict[str, list[float]] | None:
     result = {}
     for key, numbers in values.items():
         numbers = [numbers] if is_number(numbers) else numbers
-        if not isinstance(numbers, (list, tuple)) or not 0 < len(numbers) <= MAX_CHANNELS or not all(
-            is_number(number) and math.isfinite(number) for number in numbers
+        if (
+            not isinstance(numbers, (list, tuple))
+            or not 0 < len(numbers) <= MAX_CHANNELS
+            or not all(is_number(number) and math.isfinite(number) for number in numbers)
         ):
             raise FieldError(
                 f"task.normalization[{key!r}] must be a list of finite numbers (one per channel), not {shown(numbers)}"
@@ -329,4 +331,3 @@ def probe_tensors(inputs: Any, labels: Any, source: str) -> tuple[torch.Tensor, 
     ):
         raise CheckpointError(f"{source}: probe labels must be a tensor with one entry per input, not {shown(labels)}")
     return inputs, labels
-

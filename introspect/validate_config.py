@@ -99,5 +99,3 @@ def _sequence_mismatch(value: Any, origin: Any, args: tuple[Any, ...]) -> str | 
         return wanted
     hints = args if fixed else (item_hint,) * len(value)
     return wanted if any(type_mismatch(item, item_hint) is not None for item, item_hint in zip(value, hints)) else None
-
-

@@ -158,7 +158,9 @@ class _Backstop:
             try:
                 cls.process = subprocess.Popen(
                     [sys.executable, "-I", "-S", "-c", _BACKSTOP_CODE, str(os.getpid())],
-                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    start_new_session=True,
                 )
             except OSError:
                 cls.broken = True

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from introspect._lazy import lazy_import
-from introspect.colours import DIVERGING
 from introspect.capture import evaluation_mode, leaf_layers, recording
+from introspect.colours import DIVERGING
 from introspect.errors import SkipAnalyzer
 from introspect.plotting import montage, new_figure, short_label
 
@@ -89,7 +89,9 @@ class ProbeSelection:
         return self.targets.cpu().numpy()
 
 
-def choose_probe(subject: Subject, max_per_class: int, max_images: int, forward_passes: float, macs: float | None = None) -> ProbeSelection:
+def choose_probe(
+    subject: Subject, max_per_class: int, max_images: int, forward_passes: float, macs: float | None = None
+) -> ProbeSelection:
     """Up to ``max_per_class`` probe inputs per target class, ``max_images`` in all, within the work cap.
 
     Classes take turns, so a cap smaller than the number of classes still shows as many
@@ -113,11 +115,16 @@ def choose_probe(subject: Subject, max_per_class: int, max_images: int, forward_
         note = f"; only {affordable} because of the work cap for a model this size"
     chosen = np.array(sorted(chosen, key=lambda index: (keys[index], index)), dtype=np.int64)
     if len(chosen) < len(all_inputs):
-        note = f" ({len(chosen)} of {len(all_inputs)} probe inputs: at most {max_per_class} per class and {max_images} in all{note})"
+        note = (
+            f" ({len(chosen)} of {len(all_inputs)} probe inputs: at most {max_per_class} per class and "
+            f"{max_images} in all{note})"
+        )
     index_tensor = torch.as_tensor(chosen, device=all_inputs.device)
     inputs = all_inputs[index_tensor]
     outputs = pool_outputs[index_tensor] if pool_outputs is not None else _forward(model, inputs)
-    targets, predictions = _targets(subject, outputs, None if labels is None else labels[index_tensor.cpu()].to(inputs.device))
+    targets, predictions = _targets(
+        subject, outputs, None if labels is None else labels[index_tensor.cpu()].to(inputs.device)
+    )
     titles = [_title(subject, targets, predictions, row) for row in range(len(chosen))]
     return ProbeSelection(indices=chosen, inputs=inputs, targets=targets, titles=titles, note=note)
 
@@ -192,7 +199,11 @@ def estimate_macs(model: nn.Module, example: torch.Tensor) -> float:
     Each layer with a weight matrix (Linear, Conv*) costs output elements x weight row size.
     Models that cannot carry hooks count one MAC per parameter instead.
     """
-    weighted = {name: module for name, module in leaf_layers(model) if getattr(module, "weight", None) is not None and module.weight.dim() >= 2}
+    weighted = {
+        name: module
+        for name, module in leaf_layers(model)
+        if getattr(module, "weight", None) is not None and module.weight.dim() >= 2
+    }
     parameter_count = float(sum(parameter.numel() for parameter in model.parameters()))
     try:
         with recording(model, weighted, to_cpu=False) as outputs, torch.no_grad():
@@ -253,7 +264,9 @@ def attribute(
             result = Saliency(model).attribute(x, target=targets, abs=True)
         elif method == "integrated_gradients":
             rows = len(x) * even_chunk(n_steps, rows // len(x))
-            result = IntegratedGradients(model).attribute(x, baselines=torch.zeros_like(x), target=targets, n_steps=n_steps, internal_batch_size=rows)
+            result = IntegratedGradients(model).attribute(
+                x, baselines=torch.zeros_like(x), target=targets, n_steps=n_steps, internal_batch_size=rows
+            )
         elif method == "smoothgrad":
             result = _smoothgrad(model, x, targets, nt_samples, even_chunk(nt_samples, rows // len(x)), seed)
         elif method == "guided_backprop":
@@ -263,7 +276,9 @@ def attribute(
     return result.detach()
 
 
-def _smoothgrad(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None, nt_samples: int, samples_per_pass: int, seed: int) -> torch.Tensor:
+def _smoothgrad(
+    model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None, nt_samples: int, samples_per_pass: int, seed: int
+) -> torch.Tensor:
     """Mean |gradient| over ``nt_samples`` noisy copies of ``x`` (Smilkov et al. 2017), as captum's NoiseTunnel.
 
     The noise comes from a generator seeded with ``seed``, sample after sample, so the result
@@ -278,13 +293,17 @@ def _smoothgrad(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None,
     for start in range(0, nt_samples, samples_per_pass):
         count = min(samples_per_pass, nt_samples - start)
         noise = torch.randn((count, *clean.shape), generator=generator, device=clean.device, dtype=clean.dtype)
-        noisy = (clean.unsqueeze(0) + deviation * noise).reshape(count * len(clean), *clean.shape[1:]).requires_grad_(True)
+        noisy = (
+            (clean.unsqueeze(0) + deviation * noise).reshape(count * len(clean), *clean.shape[1:]).requires_grad_(True)
+        )
         repeated = None if targets is None else targets.repeat(count)
         total += Saliency(model).attribute(noisy, target=repeated, abs=True).reshape(count, *clean.shape).sum(dim=0)
     return total / nt_samples
 
 
-def channel_maps(values: torch.Tensor | np.ndarray, image_shape: tuple[int, int, int], reduce: str = "sum") -> np.ndarray:
+def channel_maps(
+    values: torch.Tensor | np.ndarray, image_shape: tuple[int, int, int], reduce: str = "sum"
+) -> np.ndarray:
     """Attributions (N, ...) reshaped to images and reduced over channels: (N, H, W) float64."""
     array = np.asarray(values.cpu().double().numpy() if hasattr(values, "cpu") else values, dtype=np.float64)
     images = array.reshape(len(array), *image_shape)
@@ -330,7 +349,9 @@ def strip_figure(rows: list[tuple[str, np.ndarray]], titles: list[str], heading:
     tiles = np.concatenate([tiles for _, tiles in rows])
     axes.imshow(np.clip(montage(tiles, columns=count, padding=2, fill=1.0), 0.0, 1.0), interpolation="nearest")
     axes.set_xticks([(width + 2) * column + (width - 1) / 2 for column in range(count)], titles, fontsize=7)
-    axes.set_yticks([(height + 2) * row + (height - 1) / 2 for row in range(len(rows))], [label for label, _ in rows], fontsize=8)
+    axes.set_yticks(
+        [(height + 2) * row + (height - 1) / 2 for row in range(len(rows))], [label for label, _ in rows], fontsize=8
+    )
     axes.xaxis.tick_top()
     axes.tick_params(length=0)
     for side in axes.spines.values():

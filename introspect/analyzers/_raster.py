@@ -116,7 +116,14 @@ def paint_image(frame: np.ndarray, box: PixelBox, rgb: np.ndarray) -> None:
     frame[box.top : box.bottom, box.left : box.right] = resize_nearest(rgb, box.height, box.width)
 
 
-def paint_disk(frame: np.ndarray, row: float, column: float, radius: float, colour: tuple[int, int, int], box: PixelBox | None = None) -> None:
+def paint_disk(
+    frame: np.ndarray,
+    row: float,
+    column: float,
+    radius: float,
+    colour: tuple[int, int, int],
+    box: PixelBox | None = None,
+) -> None:
     """A filled disk centred at (``row``, ``column``), clipped to ``box`` (or the frame)."""
     box = box or PixelBox(0, frame.shape[0], 0, frame.shape[1])
     top, bottom = max(box.top, int(np.floor(row - radius))), min(box.bottom, int(np.ceil(row + radius)) + 1)
@@ -129,7 +136,12 @@ def paint_disk(frame: np.ndarray, row: float, column: float, radius: float, colo
 
 
 def paint_polyline(
-    frame: np.ndarray, rows: np.ndarray, columns: np.ndarray, colour: tuple[int, int, int], box: PixelBox, width: int = 2
+    frame: np.ndarray,
+    rows: np.ndarray,
+    columns: np.ndarray,
+    colour: tuple[int, int, int],
+    box: PixelBox,
+    width: int = 2,
 ) -> None:
     """Connect consecutive (row, column) points with a line ``width`` pixels thick, inside ``box``."""
     rows, columns = np.asarray(rows, dtype=np.float64), np.asarray(columns, dtype=np.float64)
@@ -158,7 +170,14 @@ def paint_vertical_line(frame: np.ndarray, column: float, box: PixelBox, colour:
         frame[box.top : box.bottom, index] = colour
 
 
-def paint_bars(frame: np.ndarray, backdrop: Backdrop, key: str, heights: np.ndarray, colour: tuple[int, int, int] = BLUE, half_width: float = 0.35) -> None:
+def paint_bars(
+    frame: np.ndarray,
+    backdrop: Backdrop,
+    key: str,
+    heights: np.ndarray,
+    colour: tuple[int, int, int] = BLUE,
+    half_width: float = 0.35,
+) -> None:
     """Vertical bars from 0 to ``heights`` at x = 0, 1, 2, ... in axes ``key``."""
     box = backdrop.boxes[key]
     positions = np.arange(len(heights), dtype=np.float64)
@@ -169,4 +188,3 @@ def paint_bars(frame: np.ndarray, backdrop: Backdrop, key: str, heights: np.ndar
         row_slice = slice(max(box.top, int(round(low))), min(box.bottom, int(round(high)) + 1))
         column_slice = slice(max(box.left, int(round(left))), min(box.right, int(round(right)) + 1))
         frame[row_slice, column_slice] = colour
-

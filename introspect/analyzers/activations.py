@@ -89,6 +89,7 @@ def activations(subject: Subject, /, *, max_layers: int = MAX_LAYER_FIGURES) -> 
 
 def _drawn_layers(names: list[str], outputs: dict[str, torch.Tensor], max_layers: int) -> list[str]:
     """The most evenly spaced layers, at most ``max_layers``, whose figures have at most MAX_PANELS axes."""
+
     def panels(name: str) -> int:
         return 1 if outputs[name].dim() >= 3 else min(MAX_STEM_INPUTS, len(outputs[name]))
 
@@ -117,8 +118,10 @@ def all_layer_statistics(outputs: dict[str, torch.Tensor], limit: int = MAX_TABL
 
 def _statistics_table(outputs: dict[str, torch.Tensor], drawn: set[str]) -> Artifact:
     statistics = all_layer_statistics(outputs)
-    table = [{"layer": name, "drawn": name in drawn, **numbers, "shape": "x".join(map(str, numbers["shape"]))}
-             for name, numbers in statistics.items()]
+    table = [
+        {"layer": name, "drawn": name in drawn, **numbers, "shape": "x".join(map(str, numbers["shape"]))}
+        for name, numbers in statistics.items()
+    ]
     caption = f"Output statistics of the {len(outputs):,} layers over the probe batch (std with Bessel's correction)."
     if len(outputs) > len(table):
         table.append({key: (f"and {len(outputs) - len(table):,} more" if key == "layer" else None) for key in table[0]})
@@ -134,7 +137,9 @@ def _layer_artifact(name: str, output: torch.Tensor) -> Artifact:
         figure, caption = _channel_summary(name, output)
     else:
         figure, caption = _dense_stems(name, output.reshape(output.shape[0], -1))
-    return Artifact(name=name, caption=caption, layer=name, figure=figure, data={"output": output.numpy()}, summary=stats)
+    return Artifact(
+        name=name, caption=caption, layer=name, figure=figure, data={"output": output.numpy()}, summary=stats
+    )
 
 
 def _dense_stems(name: str, output: torch.Tensor) -> tuple:
@@ -169,5 +174,7 @@ def _channel_summary(name: str, output: torch.Tensor) -> tuple:
     axes.set_ylabel("output")
     axes.legend(fontsize=7)
     axes.set_title(f"{short_label(name)}: per-channel outputs {tuple(output.shape[1:])}", fontsize=10)
-    caption = f"Mean output of each of the {len(means)} channels of {name} over the probe batch, with the range of values."
+    caption = (
+        f"Mean output of each of the {len(means)} channels of {name} over the probe batch, with the range of values."
+    )
     return figure, caption

@@ -12,9 +12,9 @@ import numpy as np
 
 from introspect._lazy import lazy_import
 from introspect.analyzers import _raster as raster
+from introspect.analyzers._shared import display_images
 from introspect.analyzers.activations import evenly_spaced, interesting_layers
 from introspect.analyzers.dynamics import activation_layers, curve_layers, scalar_domain
-from introspect.analyzers._shared import display_images
 from introspect.analyzers.images import strongest_channels
 from introspect.artifacts import Artifact
 from introspect.capture import evaluation_mode, recording
@@ -44,8 +44,15 @@ MIN_MAP_SIZE = 6
 
 @analyzer(needs=Needs.FORWARD)
 def activation_gifs(
-    subject: Subject, /, *, num_frames: int = 120, num_morph_frames: int = 60, max_layers: int = 8,
-    max_units: int = 64, max_channels: int = 16, layer: str | None = None,
+    subject: Subject,
+    /,
+    *,
+    num_frames: int = 120,
+    num_morph_frames: int = 60,
+    max_layers: int = 8,
+    max_units: int = 64,
+    max_channels: int = 16,
+    layer: str | None = None,
 ) -> list[Artifact]:
     """Animations of activations: x sweeping the domain, one input morphing into another, training.
 
@@ -70,7 +77,9 @@ def activation_gifs(
     return artifacts
 
 
-def forward_recording(subject: Subject, inputs: torch.Tensor, layers: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def forward_recording(
+    subject: Subject, inputs: torch.Tensor, layers: list[str]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """``layers``' outputs and the model's output for ``inputs``, in chunks, as float64 arrays."""
     recorded: dict[str, list[np.ndarray]] = {name: [] for name in layers}
     results = []
@@ -107,7 +116,9 @@ def _strip_axes(axes: object, name: str, units: np.ndarray, low: float, high: fl
     axes.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=6)
 
 
-def strip_values(values: dict[str, np.ndarray], names: list[str], max_units: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def strip_values(
+    values: dict[str, np.ndarray], names: list[str], max_units: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per layer, the units drawn (at most ``max_units``, those varying most) and their values."""
     chosen = {}
     for name in names:
@@ -129,18 +140,41 @@ def sweep_animation(subject: Subject, num_frames: int, max_layers: int, max_unit
     limits = {name: (float(values.min()), float(values.max())) for name, (_, values) in strips.items()}
     backdrop = _sweep_backdrop(curve_x, curve, {name: units for name, (units, _) in strips.items()}, limits)
     table = raster.colour_table("viridis")
-    colours = {name: raster.apply_colours(values, *limits[name], table)[:, None] for name, (_, values) in strips.items()}
+    colours = {
+        name: raster.apply_colours(values, *limits[name], table)[:, None] for name, (_, values) in strips.items()
+    }
     frames = paint_sweep_frames(backdrop, frame_x, frame_outputs, colours)
     totals = {name: layer_values[name].reshape(len(grid), -1).shape[1] for name in strips}
-    left_out = [f"{len(units)} of {totals[name]} units of {name}" for name, (units, _) in strips.items() if len(units) < totals[name]]
-    caption = f"x sweeps [{low:g}, {high:g}] in {num_frames} frames; each strip is one layer's units (colour: activation, range in brackets), the red marker is the output at x."
+    left_out = [
+        f"{len(units)} of {totals[name]} units of {name}"
+        for name, (units, _) in strips.items()
+        if len(units) < totals[name]
+    ]
+    caption = (
+        f"x sweeps [{low:g}, {high:g}] in {num_frames} frames; each strip is one layer's units (colour: "
+        "activation, range in brackets), the red marker is the output at x."
+    )
     if left_out:
         caption += " Shown: the units that vary most, " + "; ".join(left_out) + "."
-    data = {"x": frame_x, "output": frame_outputs, "layers": {name: values for name, (_, values) in strips.items()}, "units": {name: units for name, (units, _) in strips.items()}}
-    return Artifact(name="sweep", caption=caption, frames=frames, fps=12, data=data, summary={"num_frames": len(frames), "layers": list(strips), "domain": [low, high]})
+    data = {
+        "x": frame_x,
+        "output": frame_outputs,
+        "layers": {name: values for name, (_, values) in strips.items()},
+        "units": {name: units for name, (units, _) in strips.items()},
+    }
+    return Artifact(
+        name="sweep",
+        caption=caption,
+        frames=frames,
+        fps=12,
+        data=data,
+        summary={"num_frames": len(frames), "layers": list(strips), "domain": [low, high]},
+    )
 
 
-def _sweep_backdrop(curve_x: np.ndarray, curve: np.ndarray, units: dict[str, np.ndarray], limits: dict) -> raster.Backdrop:
+def _sweep_backdrop(
+    curve_x: np.ndarray, curve: np.ndarray, units: dict[str, np.ndarray], limits: dict
+) -> raster.Backdrop:
     figure, axes = _frame_axes(len(units))
     axes[0].plot(curve_x, curve, color="black", linewidth=1.2)
     axes[0].set_xlim(curve_x[0], curve_x[-1])
@@ -152,7 +186,9 @@ def _sweep_backdrop(curve_x: np.ndarray, curve: np.ndarray, units: dict[str, np.
     return raster.render_backdrop(figure, {"curve": axes[0], **dict(zip(units, axes[1:]))})
 
 
-def paint_sweep_frames(backdrop: raster.Backdrop, frame_x: np.ndarray, outputs: np.ndarray, colours: dict[str, np.ndarray]) -> list[np.ndarray]:
+def paint_sweep_frames(
+    backdrop: raster.Backdrop, frame_x: np.ndarray, outputs: np.ndarray, colours: dict[str, np.ndarray]
+) -> list[np.ndarray]:
     """One frame per x: a grey line and red markers at (x, output) in axes ``curve``, strips painted.
 
     Args:
@@ -214,7 +250,9 @@ def choose_map_layer(subject: Subject, layer: str | None) -> tuple[str | None, l
     return (activated or large)[-1], []
 
 
-def morph_inputs(subject: Subject, num_frames: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray, tuple[int, int | None]]:
+def morph_inputs(
+    subject: Subject, num_frames: int
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, tuple[int, int | None]]:
     """Blended model inputs, the blended display images and the blend weights."""
     first, second = morph_pair(subject)
     start = subject.probe_inputs[first].detach().cpu()
@@ -247,7 +285,11 @@ def _morph_layout(image_shape: tuple, panels: dict, bars: tuple, class_names: tu
     figure = new_figure(WIDTH_INCHES, 3.0 + (2.6 if main is not None else 0.45 * len(strips)), dpi=DPI)
     ratios = [3.0] + ([4.0] if main is not None else [0.6] * len(strips)) + [0.35]
     grid = figure.add_gridspec(len(ratios), 2, height_ratios=ratios)
-    axes = {"image": figure.add_subplot(grid[0, 0]), "bars": figure.add_subplot(grid[0, 1]), "blend": figure.add_subplot(grid[-1, :])}
+    axes = {
+        "image": figure.add_subplot(grid[0, 0]),
+        "bars": figure.add_subplot(grid[0, 1]),
+        "blend": figure.add_subplot(grid[-1, :]),
+    }
     # Placeholder images give the axes the aspect of what is painted into them later.
     axes["image"].imshow(np.ones(image_shape), aspect="equal")
     axes["image"].set_axis_off()
@@ -276,7 +318,9 @@ def _bar_axes(axes: object, bars: tuple, class_names: tuple) -> None:
     axes.tick_params(axis="y", labelsize=6)
 
 
-def morph_animation(subject: Subject, num_frames: int, max_layers: int, max_units: int, max_channels: int, layer: str | None) -> Artifact:
+def morph_animation(
+    subject: Subject, num_frames: int, max_layers: int, max_units: int, max_channels: int, layer: str | None
+) -> Artifact:
     """The input blends from one probe image into another and back; a layer and the outputs follow."""
     inputs, images, weights, pair = morph_inputs(subject, num_frames)
     map_layer, dense = choose_map_layer(subject, layer)
@@ -285,33 +329,63 @@ def morph_animation(subject: Subject, num_frames: int, max_layers: int, max_unit
     bars = output_bars(subject, outputs)
     panels, data, what = _morph_panels(values, map_layer, max_channels, max_units)
     figure, axes = _morph_layout(images.shape[1:], panels, bars, subject.task.class_names)
-    frames = paint_morph_frames(raster.render_backdrop(figure, axes), images, bars[0], weights, {name: panel[0] for name, panel in panels.items()})
+    frames = paint_morph_frames(
+        raster.render_backdrop(figure, axes),
+        images,
+        bars[0],
+        weights,
+        {name: panel[0] for name, panel in panels.items()},
+    )
     end = f"probe image {pair[1]}" if pair[1] is not None else "a blank image"
-    caption = f"Probe image {pair[0]} blends into {end} and back ({len(frames)} frames): {what}, and the outputs as bars."
+    caption = (
+        f"Probe image {pair[0]} blends into {end} and back ({len(frames)} frames): {what}, and the outputs as bars."
+    )
     data.update(weights=weights, bars=bars[0], bar_indices=bars[1], pair=[pair[0], -1 if pair[1] is None else pair[1]])
-    return Artifact(name="morph", caption=caption, layer=map_layer, frames=frames, data=data, summary={"num_frames": len(frames), "layer": map_layer, "pair": data["pair"]})
+    return Artifact(
+        name="morph",
+        caption=caption,
+        layer=map_layer,
+        frames=frames,
+        data=data,
+        summary={"num_frames": len(frames), "layer": map_layer, "pair": data["pair"]},
+    )
 
 
-def _morph_panels(values: dict[str, np.ndarray], map_layer: str | None, max_channels: int, max_units: int) -> tuple[dict, dict, str]:
+def _morph_panels(
+    values: dict[str, np.ndarray], map_layer: str | None, max_channels: int, max_units: int
+) -> tuple[dict, dict, str]:
     """Per panel axes: (frames, h, w, 3) colours, and for strips their range and units; the data and a description."""
     maps = values.get(map_layer) if map_layer is not None else None
     if maps is not None and maps.ndim == 4:
         channels = strongest_channels(torch.from_numpy(maps), max_channels)
         columns = grid_shape(len(channels))[1]
         tiles = np.stack([montage(maps[index, channels], columns=columns) for index in range(len(maps))])
-        what = f"the {len(channels)} strongest of {maps.shape[1]} channels" if len(channels) < maps.shape[1] else f"all {maps.shape[1]} channels"
-        return {"main": (_map_colours(tiles), None, None)}, {"maps": maps[:, channels], "channels": channels}, f"{what} of layer {map_layer}"
+        what = (
+            f"the {len(channels)} strongest of {maps.shape[1]} channels"
+            if len(channels) < maps.shape[1]
+            else f"all {maps.shape[1]} channels"
+        )
+        return (
+            {"main": (_map_colours(tiles), None, None)},
+            {"maps": maps[:, channels], "channels": channels},
+            f"{what} of layer {map_layer}",
+        )
     strips = strip_values(values, list(values), max_units)
     table = raster.colour_table("viridis")
     panels = {}
     for name, (units, strip) in strips.items():
         limits = (float(strip.min()), float(strip.max()))
         panels[name] = (raster.apply_colours(strip, *limits, table)[:, None], limits, units)
-    data = {"layers": {name: strip for name, (_, strip) in strips.items()}, "units": {name: units for name, (units, _) in strips.items()}}
+    data = {
+        "layers": {name: strip for name, (_, strip) in strips.items()},
+        "units": {name: units for name, (units, _) in strips.items()},
+    }
     return panels, data, "the units of layers " + ", ".join(strips)
 
 
-def paint_morph_frames(backdrop: raster.Backdrop, images: np.ndarray, bars: np.ndarray, weights: np.ndarray, panels: dict[str, np.ndarray]) -> list[np.ndarray]:
+def paint_morph_frames(
+    backdrop: raster.Backdrop, images: np.ndarray, bars: np.ndarray, weights: np.ndarray, panels: dict[str, np.ndarray]
+) -> list[np.ndarray]:
     """One frame per blend weight: the image, the output bars, the blend marker and the panels.
 
     Args:
@@ -358,7 +432,13 @@ def snapshot_animation(subject: Subject, num_frames: int) -> Artifact:
     low, high = np.nanmin(curves), np.nanmax(curves)
     if subject.task.is_scalar and subject.probe_labels is not None and subject.probe_labels.is_floating_point():
         labels = subject.probe_labels.detach().double().cpu().reshape(len(subject.probe_labels), -1)[:, 0].numpy()
-        curve_axes.scatter(subject.probe_inputs.detach().double().cpu().reshape(-1)[: len(labels)].numpy(), labels, s=6, color="0.75", label="probe data")
+        curve_axes.scatter(
+            subject.probe_inputs.detach().double().cpu().reshape(-1)[: len(labels)].numpy(),
+            labels,
+            s=6,
+            color="0.75",
+            label="probe data",
+        )
         low, high = min(low, labels.min()), max(high, labels.max())
     curve_axes.plot(x, curves[-1], linestyle="--", color="0.4", linewidth=1, label=f"epoch {epochs[-1]:g}")
     margin = 0.05 * (high - low if high > low else 1.0)
@@ -383,7 +463,21 @@ def snapshot_animation(subject: Subject, num_frames: int) -> Artifact:
         row, column = backdrop.to_pixels("timeline", np.array([epoch]), np.array([0.5]))
         raster.paint_disk(frame, row[0], column[0], 4, raster.RED, backdrop.boxes["timeline"])
         frames.append(frame)
-    more = f" ({len(epochs)} of {len(snapshots['epochs'])} snapshots, evenly spaced)" if len(epochs) < len(snapshots["epochs"]) else ""
-    caption = f"The network's output curve at each recorded epoch{more}, from epoch {epochs[0]:g} to {epochs[-1]:g}; dashed: the last one."
+    more = (
+        f" ({len(epochs)} of {len(snapshots['epochs'])} snapshots, evenly spaced)"
+        if len(epochs) < len(snapshots["epochs"])
+        else ""
+    )
+    caption = (
+        f"The network's output curve at each recorded epoch{more}, from epoch {epochs[0]:g} to "
+        f"{epochs[-1]:g}; dashed: the last one."
+    )
     data = {"epochs": epochs, "x": x, "outputs": curves}
-    return Artifact(name="training", caption=caption, frames=frames, fps=4, data=data, summary={"num_frames": len(frames), "epochs": [float(epochs[0]), float(epochs[-1])]})
+    return Artifact(
+        name="training",
+        caption=caption,
+        frames=frames,
+        fps=4,
+        data=data,
+        summary={"num_frames": len(frames), "epochs": [float(epochs[0]), float(epochs[-1])]},
+    )

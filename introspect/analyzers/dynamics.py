@@ -87,7 +87,14 @@ def unit_values(output: torch.Tensor) -> torch.Tensor:
 
 
 def measure_health(
-    output: torch.Tensor, kind: str, bounds: tuple[float, float] | None, *, eps: float, min_share: float, max_sample: int, seed: int
+    output: torch.Tensor,
+    kind: str,
+    bounds: tuple[float, float] | None,
+    *,
+    eps: float,
+    min_share: float,
+    max_sample: int,
+    seed: int,
 ) -> UnitHealth:
     """Dead and saturated units and the value distribution of one layer's output."""
     units = unit_values(output)
@@ -136,6 +143,7 @@ def measure_layers(
             if isinstance(output, torch.Tensor):
                 results[name] = measure(name, output)
                 calls[name] = calls.get(name, 0) + 1
+
         return hook
 
     handles = [modules[name].register_forward_hook(hook_for(name)) for name in layers]
@@ -150,8 +158,14 @@ def measure_layers(
 
 @analyzer(needs=Needs.FORWARD)
 def activation_health(
-    subject: Subject, /, *, eps: float = 0.01, min_share: float = 0.9, bins: int = 50,
-    max_layers: int = 24, max_sample: int = MAX_SAMPLE,
+    subject: Subject,
+    /,
+    *,
+    eps: float = 0.01,
+    min_share: float = 0.9,
+    bins: int = 50,
+    max_layers: int = 24,
+    max_sample: int = MAX_SAMPLE,
 ) -> list[Artifact]:
     """Dead and saturated units per layer over the probe set, and the distribution of activations.
 
@@ -169,7 +183,9 @@ def activation_health(
 
     def measure(name: str, output: torch.Tensor) -> UnitHealth:
         kind, bounds = kinds[name]
-        return measure_health(output, kind, bounds, eps=eps, min_share=min_share, max_sample=max_sample, seed=subject.seed)
+        return measure_health(
+            output, kind, bounds, eps=eps, min_share=min_share, max_sample=max_sample, seed=subject.seed
+        )
 
     health, calls = measure_layers(subject.model, subject.probe_inputs.to(subject.device), measure, list(kinds))
     if not health:
@@ -190,8 +206,10 @@ def activation_health(
 def _health_table(health: dict[str, UnitHealth], types: dict[str, str]) -> Artifact:
     """Every measured layer's numbers (capped), since the bar chart draws only some of them."""
     names = list(health)[:MAX_TABLE_ROWS]
-    table = [{"layer": bounded_text(name), "type": bounded_text(types[name]), **health_summary(health[name])}
-             for name in names]
+    table = [
+        {"layer": bounded_text(name), "type": bounded_text(types[name]), **health_summary(health[name])}
+        for name in names
+    ]
     caption = f"Unit health and output moments of the {len(health):,} measured layers over the probe set."
     if len(health) > len(names):
         table.append({key: (f"and {len(health) - len(names):,} more" if key == "layer" else None) for key in table[0]})
@@ -221,7 +239,9 @@ def _first(health: dict[str, UnitHealth], drawn: set[str]) -> list[str]:
     return names[:MAX_TABLE_ROWS] + [name for name in names[MAX_TABLE_ROWS:] if name in drawn]
 
 
-def _fractions_artifact(health: dict[str, UnitHealth], types: dict[str, str], fallback: bool, repeated: list[str]) -> Artifact:
+def _fractions_artifact(
+    health: dict[str, UnitHealth], types: dict[str, str], fallback: bool, repeated: list[str]
+) -> Artifact:
     names = evenly_spaced(list(health), MAX_BAR_LAYERS)
     kept = _first(health, set(names))
     summaries = {name: {"type": bounded_text(types[name]), **health_summary(health[name])} for name in kept}
@@ -235,7 +255,13 @@ def _fractions_artifact(health: dict[str, UnitHealth], types: dict[str, str], fa
         axes.barh(rows + offset, [value or 0.0 for value in values], height=0.38, color=colour, label=f"{key} units")
         for row, name, value in zip(rows, names, values):
             if value is not None:
-                axes.text(max(value, 0) + 0.01, row + offset, f"{summaries[name][f'num_{key}']}/{summaries[name]['num_units']}", va="center", fontsize=6)
+                axes.text(
+                    max(value, 0) + 0.01,
+                    row + offset,
+                    f"{summaries[name][f'num_{key}']}/{summaries[name]['num_units']}",
+                    va="center",
+                    fontsize=6,
+                )
     axes.set_yticks(rows, [f"{short_label(name)} ({short_label(types[name], 30)})" for name in names], fontsize=7)
     axes.invert_yaxis()
     axes.set_xlim(0, 1.12)
@@ -243,19 +269,30 @@ def _fractions_artifact(health: dict[str, UnitHealth], types: dict[str, str], fa
     if not fallback:
         axes.legend(fontsize=7, loc="lower right")
     axes.set_title("Dead and saturated units per layer", fontsize=10)
-    caption = "Fraction of dead (ReLU-like, never > 0 on the probe set) and saturated (sigmoid/tanh within eps of a bound) units per activation layer; conv channels count as units."
+    caption = (
+        "Fraction of dead (ReLU-like, never > 0 on the probe set) and saturated (sigmoid/tanh within eps of a "
+        "bound) units per activation layer; conv channels count as units."
+    )
     if fallback:
-        caption = "The model has no activation modules (activations applied as functions are invisible to hooks), so no unit can be called dead or saturated; the distributions of every layer's output are shown."
+        caption = (
+            "The model has no activation modules (activations applied as functions are invisible to hooks), "
+            "so no unit can be called dead or saturated; the distributions of every layer's output are shown."
+        )
     if len(names) < len(health):
         caption += f" {len(names)} of {len(health)} layers are drawn (evenly spaced); all are in the manifest."
     if repeated:
-        caption += f" {len(repeated)} modules run more than once per forward pass (shared ReLUs) are measured at their last call."
+        caption += (
+            f" {len(repeated)} modules run more than once per forward pass (shared ReLUs) are measured at "
+            "their last call."
+        )
     data = {"dead": {n: h.dead for n, h in health.items()}, "saturated": {n: h.saturated for n, h in health.items()}}
     summary = {"layers": {bounded_text(name): numbers for name, numbers in summaries.items()}}
     return Artifact(name="unit-health", caption=caption, figure=figure, data=data, summary=summary)
 
 
-def _distribution_page(names: list[str], types: dict[str, str], health: dict, histograms: dict, start: int, num_shown: int, total: int) -> Artifact:
+def _distribution_page(
+    names: list[str], types: dict[str, str], health: dict, histograms: dict, start: int, num_shown: int, total: int
+) -> Artifact:
     from matplotlib.ticker import NullLocator
 
     figure = new_figure(12, 2.4 * -(-len(names) // 4))
@@ -271,7 +308,11 @@ def _distribution_page(names: list[str], types: dict[str, str], health: dict, hi
             label = f"saturated {int(item.saturated.sum())}/{item.saturated.size}"
         axes.set_title(f"{short_label(name)} ({short_label(types[name], 30)})\n{label}", fontsize=8)
         axes.tick_params(labelsize=7)
-    page = f" (layers {start + 1}-{start + len(names)} of {num_shown} drawn, of {total})" if num_shown > len(names) or total > num_shown else ""
+    page = (
+        f" (layers {start + 1}-{start + len(names)} of {num_shown} drawn, of {total})"
+        if num_shown > len(names) or total > num_shown
+        else ""
+    )
     sampled = [name for name in names if health[name].sampled]
     note = f" Values of {len(sampled)} large layers are a seeded random sample." if sampled else ""
     return Artifact(
@@ -311,7 +352,9 @@ def sweep(subject: Subject, grid: np.ndarray, layers: list[str]) -> dict[str, np
 
 
 @analyzer(needs=Needs.FORWARD | Needs.SCALAR_INPUT)
-def response_curves(subject: Subject, /, *, num_points: int = 400, max_units: int = 32, max_layers: int = 12) -> list[Artifact]:
+def response_curves(
+    subject: Subject, /, *, num_points: int = 400, max_units: int = 32, max_layers: int = 12
+) -> list[Artifact]:
     """Each unit's activation as the input x sweeps the whole domain, one panel per layer.
 
     Where a ReLU unit's curve leaves zero is where in the input space it switches on; a
@@ -331,20 +374,40 @@ def response_curves(subject: Subject, /, *, num_points: int = 400, max_units: in
         values = responses[name]
         drawn = np.sort(np.argsort(-values.std(axis=0), kind="stable")[:max_units])
         axes.plot(grid, values[:, drawn], linewidth=1)
-        more = f"{len(drawn)} of {values.shape[1]} units" if len(drawn) < values.shape[1] else f"{values.shape[1]} unit" + "s" * (values.shape[1] != 1)
+        more = (
+            f"{len(drawn)} of {values.shape[1]} units"
+            if len(drawn) < values.shape[1]
+            else f"{values.shape[1]} unit" + "s" * (values.shape[1] != 1)
+        )
         axes.set_title(f"{short_label(name)} ({short_label(type(modules[name]).__name__, 30)}), {more}", fontsize=8)
         axes.tick_params(labelsize=7)
         axes.set_xlabel("x", fontsize=7)
         summaries[bounded_text(name)] = _response_summary(values, kinds.get(name, ("other", None))[0], len(drawn))
-    caption = f"Unit activations over x in [{low:g}, {high:g}] ({num_points} points); units that vary most are drawn when a layer has more than {max_units}."
+    caption = (
+        f"Unit activations over x in [{low:g}, {high:g}] ({num_points} points); units that vary most are "
+        f"drawn when a layer has more than {max_units}."
+    )
     if len(names) < len(responses):
         caption += f" {len(names)} of {len(responses)} layers are drawn (evenly spaced)."
     data = {"x": grid, "layers": responses}
-    return [Artifact(name="response-curves", caption=caption, figure=figure, data=data, summary={"domain": [low, high], "layers": summaries})]
+    return [
+        Artifact(
+            name="response-curves",
+            caption=caption,
+            figure=figure,
+            data=data,
+            summary={"domain": [low, high], "layers": summaries},
+        )
+    ]
 
 
 def _response_summary(values: np.ndarray, kind: str, num_drawn: int) -> dict:
-    summary = {"num_units": int(values.shape[1]), "units_drawn": num_drawn, "min": float(values.min()), "max": float(values.max())}
+    summary = {
+        "num_units": int(values.shape[1]),
+        "units_drawn": num_drawn,
+        "min": float(values.min()),
+        "max": float(values.max()),
+    }
     if kind == "relu":
         active = values > 0
         summary["num_inactive_everywhere"] = int((~active.any(axis=0)).sum())

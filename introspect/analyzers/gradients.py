@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from introspect._lazy import lazy_import
-from introspect.analyzers._shared import display_images
 from introspect.analyzers._attribution import (
     INTERNAL_BATCH_SIZE,
     ProbeSelection,
@@ -30,6 +29,7 @@ from introspect.analyzers._attribution import (
     strip_figure,
     tiles_for,
 )
+from introspect.analyzers._shared import display_images
 from introspect.artifacts import Artifact
 from introspect.capture import check_hookable
 from introspect.errors import SkipAnalyzer
@@ -50,9 +50,19 @@ else:
 METHODS = ("saliency", "integrated_gradients", "smoothgrad", "guided_backprop")
 METHOD_TEXT = {
     "saliency": ("Saliency", "|d score / d input| (Simonyan et al. 2013)"),
-    "integrated_gradients": ("Integrated Gradients", "gradients averaged on the straight path from an all-zero input, times (input - 0); the values sum to score(input) - score(zeros)"),
-    "smoothgrad": ("SmoothGrad", "|gradient| averaged over noisy copies of the input (Gaussian, sd = 15% of the input range; seeded)"),
-    "guided_backprop": ("Guided Backprop", "gradient with negative signals blocked at every nn.ReLU module on the way back"),
+    "integrated_gradients": (
+        "Integrated Gradients",
+        "gradients averaged on the straight path from an all-zero input, times (input - 0); the values sum to "
+        "score(input) - score(zeros)",
+    ),
+    "smoothgrad": (
+        "SmoothGrad",
+        "|gradient| averaged over noisy copies of the input (Gaussian, sd = 15% of the input range; seeded)",
+    ),
+    "guided_backprop": (
+        "Guided Backprop",
+        "gradient with negative signals blocked at every nn.ReLU module on the way back",
+    ),
 }
 SIGNED = {"saliency": False, "integrated_gradients": True, "smoothgrad": False, "guided_backprop": True}
 NUM_CURVE_POINTS = 256
@@ -72,7 +82,7 @@ def input_saliency(
     nt_samples: int = 16,
     internal_batch_size: int = INTERNAL_BATCH_SIZE,
 ) -> list[Artifact]:
-    """Which parts of the input the target score is sensitive to: Saliency, Integrated Gradients, SmoothGrad, Guided Backprop.
+    """Which parts of the input the target score is sensitive to: Saliency, IG, SmoothGrad, Guided Backprop.
 
     Image inputs: one figure per method; the top row is the input, the middle row the
     attribution for the target class (the probe label, else the predicted class), the bottom row
@@ -88,10 +98,18 @@ def input_saliency(
         return [_scalar_derivative(subject)]
     macs = estimate_macs(subject.model, subject.probe_inputs[:1].to(subject.device))
     n_steps, nt_samples, cut = _fit_steps(subject, methods, n_steps, nt_samples, macs)
-    passes = sum({"saliency": 1, "integrated_gradients": n_steps, "smoothgrad": nt_samples, "guided_backprop": 1}[m] for m in methods)
+    passes = sum(
+        {"saliency": 1, "integrated_gradients": n_steps, "smoothgrad": nt_samples, "guided_backprop": 1}[m]
+        for m in methods
+    )
     probe = choose_probe(subject, max_per_class, max_images, forward_passes=3 * passes, macs=macs)
     probe = dataclasses.replace(probe, note=probe.note + cut)
-    options = {"n_steps": n_steps, "nt_samples": nt_samples, "internal_batch_size": internal_batch_size, "seed": subject.seed}
+    options = {
+        "n_steps": n_steps,
+        "nt_samples": nt_samples,
+        "internal_batch_size": internal_batch_size,
+        "seed": subject.seed,
+    }
     artifacts = []
     for method in methods:
         result = attribute(subject.model, probe.inputs, probe.targets, method, **options)
@@ -99,7 +117,9 @@ def input_saliency(
     return artifacts
 
 
-def _fit_steps(subject: Subject, methods: tuple[str, ...], n_steps: int, nt_samples: int, macs: float) -> tuple[int, int, str]:
+def _fit_steps(
+    subject: Subject, methods: tuple[str, ...], n_steps: int, nt_samples: int, macs: float
+) -> tuple[int, int, str]:
     """Fewer IG steps and SmoothGrad samples (at least 4) when one image alone would exceed the work cap."""
     gradient_passes = affordable_passes(subject, macs) / 3
     fixed = sum(method in methods for method in ("saliency", "guided_backprop"))
@@ -108,10 +128,15 @@ def _fit_steps(subject: Subject, methods: tuple[str, ...], n_steps: int, nt_samp
         return n_steps, nt_samples, ""
     factor = max(0.0, gradient_passes - fixed) / scalable
     fitted = max(4, int(n_steps * factor)), max(4, int(nt_samples * factor))
-    return (*fitted, f"; Integrated Gradients steps cut to {fitted[0]} and SmoothGrad samples to {fitted[1]} by the work cap")
+    return (
+        *fitted,
+        f"; Integrated Gradients steps cut to {fitted[0]} and SmoothGrad samples to {fitted[1]} by the work cap",
+    )
 
 
-def _method_artifact(subject: Subject, probe: ProbeSelection, method: str, result: torch.Tensor, options: dict) -> Artifact:
+def _method_artifact(
+    subject: Subject, probe: ProbeSelection, method: str, result: torch.Tensor, options: dict
+) -> Artifact:
     values = result.detach().cpu().double()
     title, how = METHOD_TEXT[method]
     summary: dict = {"num_images": len(probe.indices), "mean_abs": float(values.abs().mean())}
@@ -128,7 +153,9 @@ def _method_artifact(subject: Subject, probe: ProbeSelection, method: str, resul
         data["maps"] = maps
     else:
         figure = _feature_heatmap(values.reshape(len(values), -1).numpy(), probe.titles, title, SIGNED[method])
-    caption = f"{title} ({how}) for {len(probe.indices)} probe inputs{probe.note}; each map is scaled to its own maximum."
+    caption = (
+        f"{title} ({how}) for {len(probe.indices)} probe inputs{probe.note}; each map is scaled to its own maximum."
+    )
     if method == "guided_backprop" and isinstance(subject.model, torch.jit.ScriptModule):
         caption += " TorchScript modules run no Python hooks, so Guided Backprop equals the plain gradient here."
     elif method == "guided_backprop" and not _has_relu_modules(subject.model):
@@ -157,8 +184,14 @@ def _feature_heatmap(values: np.ndarray, titles: list[str], title: str, signed: 
     figure = new_figure(min(12.0, width), 0.45 * len(values) + 1.2)
     axes = figure.add_subplot()
     limit = float(max(np.abs(values).max(), 1e-12))
-    image = axes.imshow(values, aspect="auto", interpolation="nearest", cmap="RdBu_r" if signed else "inferno",
-                        vmin=-limit if signed else 0.0, vmax=limit)
+    image = axes.imshow(
+        values,
+        aspect="auto",
+        interpolation="nearest",
+        cmap="RdBu_r" if signed else "inferno",
+        vmin=-limit if signed else 0.0,
+        vmax=limit,
+    )
     axes.set_yticks(range(len(titles)), labels, fontsize=7)
     axes.set_xlabel("input feature")
     axes.set_title(title, fontsize=10)
@@ -174,25 +207,43 @@ def _scalar_derivative(subject: Subject) -> Artifact:
     outputs = subject.model(x).reshape(NUM_CURVE_POINTS, -1)[:, :MAX_CURVE_OUTPUTS]
     # In eval mode each output row depends on its own x only, so the gradient of the column sum
     # is the per-point derivative.
-    derivatives = [torch.autograd.grad(outputs[:, k].sum(), x, retain_graph=True)[0][:, 0] for k in range(outputs.shape[1])]
+    derivatives = [
+        torch.autograd.grad(outputs[:, k].sum(), x, retain_graph=True)[0][:, 0] for k in range(outputs.shape[1])
+    ]
     xs = grid.detach().cpu().double().numpy()
     ys = outputs.detach().cpu().double().numpy()
     slopes = torch.stack(derivatives, dim=1).detach().cpu().double().numpy()
     figure = _derivative_figure(subject, xs, ys, slopes)
     caption = (
-        f"Network output over x in [{low:g}, {high:g}] ({NUM_CURVE_POINTS} points) and its derivative d output / d x by autograd; "
+        f"Network output over x in [{low:g}, {high:g}] ({NUM_CURVE_POINTS} points) and its derivative d output / d "
+        "x by autograd; "
         "where the derivative is large the output is most sensitive to the input."
     )
-    summary = {"max_abs_derivative": float(np.abs(slopes).max()), "mean_abs_derivative": float(np.abs(slopes).mean()), "domain": [low, high]}
-    return Artifact(name="derivative", caption=caption, figure=figure, data={"x": xs, "output": ys, "derivative": slopes}, summary=summary)
+    summary = {
+        "max_abs_derivative": float(np.abs(slopes).max()),
+        "mean_abs_derivative": float(np.abs(slopes).mean()),
+        "domain": [low, high],
+    }
+    return Artifact(
+        name="derivative",
+        caption=caption,
+        figure=figure,
+        data={"x": xs, "output": ys, "derivative": slopes},
+        summary=summary,
+    )
 
 
 def _derivative_figure(subject: Subject, xs: np.ndarray, ys: np.ndarray, slopes: np.ndarray):
     figure = new_figure(7, 5)
     top, bottom = figure.subplots(2, 1, sharex=True)
     if subject.probe_labels is not None and subject.probe_labels.is_floating_point():
-        top.scatter(subject.probe_inputs.reshape(-1).cpu().numpy(), subject.probe_labels.reshape(len(subject.probe_labels), -1)[:, 0].cpu().numpy(),
-                    s=8, color="tab:grey", label="probe targets")
+        top.scatter(
+            subject.probe_inputs.reshape(-1).cpu().numpy(),
+            subject.probe_labels.reshape(len(subject.probe_labels), -1)[:, 0].cpu().numpy(),
+            s=8,
+            color="tab:grey",
+            label="probe targets",
+        )
     for k in range(ys.shape[1]):
         label = f"output {k}" if ys.shape[1] > 1 else "output"
         top.plot(xs, ys[:, k], label=label)
@@ -219,7 +270,9 @@ def grad_cam(subject: Subject, /, *, max_per_class: int = 2, max_images: int = 8
     from captum.attr import LayerAttribution, LayerGradCam
 
     check_hookable(subject.model)
-    convolutions = [(name, module) for name, module in subject.model.named_modules() if isinstance(module, torch.nn.Conv2d)]
+    convolutions = [
+        (name, module) for name, module in subject.model.named_modules() if isinstance(module, torch.nn.Conv2d)
+    ]
     if not convolutions:
         raise SkipAnalyzer("the model has no Conv2d layer")
     layer_name, layer = convolutions[-1]
@@ -233,19 +286,35 @@ def grad_cam(subject: Subject, /, *, max_per_class: int = 2, max_images: int = 8
     heading = f"Grad-CAM on {short_label(layer_name)} ({cam.shape[2]}x{cam.shape[3]}, upsampled to {height}x{width})"
     figure = strip_figure(tiles_for(display_images(subject, probe.inputs), maps, signed=False), probe.titles, heading)
     caption = (
-        f"Grad-CAM on the last convolution {layer_name} (map {cam.shape[2]}x{cam.shape[3]}, upsampled to {height}x{width}) "
+        f"Grad-CAM on the last convolution {layer_name} (map {cam.shape[2]}x{cam.shape[3]}, upsampled to "
+        f"{height}x{width}) "
         f"for {len(probe.indices)} probe images{probe.note}; each map is scaled to its own maximum."
     )
-    data = {"cam": cam.cpu().double().numpy(), "upsampled": maps, "indices": probe.indices, "targets": probe.target_array()}
-    summary = {"layer": layer_name, "cam_shape": list(cam.shape[2:]), "num_images": len(probe.indices),
-               "fraction_zero": float((cam <= 0).double().mean())}
+    data = {
+        "cam": cam.cpu().double().numpy(),
+        "upsampled": maps,
+        "indices": probe.indices,
+        "targets": probe.target_array(),
+    }
+    summary = {
+        "layer": layer_name,
+        "cam_shape": list(cam.shape[2:]),
+        "num_images": len(probe.indices),
+        "fraction_zero": float((cam <= 0).double().mean()),
+    }
     return [Artifact(name="grad-cam", caption=caption, layer=layer_name, figure=figure, data=data, summary=summary)]
 
 
 @analyzer(needs=Needs.FORWARD | Needs.IMAGE_INPUT)
 @in_eval_mode
 def occlusion(
-    subject: Subject, /, *, max_per_class: int = 2, max_images: int = 8, window: int | None = None, stride: int | None = None
+    subject: Subject,
+    /,
+    *,
+    max_per_class: int = 2,
+    max_images: int = 8,
+    window: int | None = None,
+    stride: int | None = None,
 ) -> list[Artifact]:
     """Occlusion: how much the target score drops when a patch of the image is blanked out.
 
@@ -264,19 +333,36 @@ def occlusion(
     probe = choose_probe(subject, max_per_class, max_images, forward_passes=positions + 1, macs=macs)
     result = _occlude(subject.model, probe, (channels, height, width), (window_h, window_w), (stride_h, stride_w))
     maps = channel_maps(result, (channels, height, width), reduce="mean")
-    figure = strip_figure(tiles_for(display_images(subject, probe.inputs), maps, signed=True), probe.titles,
-                          f"Occlusion: {window_h}x{window_w} window, stride {stride_h}x{stride_w}, {positions} positions")
+    figure = strip_figure(
+        tiles_for(display_images(subject, probe.inputs), maps, signed=True),
+        probe.titles,
+        f"Occlusion: {window_h}x{window_w} window, stride {stride_h}x{stride_w}, {positions} positions",
+    )
     caption = (
-        f"Occlusion with a {window_h}x{window_w} window moved in steps of {stride_h}x{stride_w} ({positions} positions per image) "
+        f"Occlusion with a {window_h}x{window_w} window moved in steps of {stride_h}x{stride_w} ({positions} "
+        "positions per image) "
         f"for {len(probe.indices)} probe images{probe.note}; each map is scaled to its own largest drop."
     )
-    data = {"attributions": result.cpu().double().numpy(), "maps": maps, "indices": probe.indices, "targets": probe.target_array()}
-    summary = {"window": [window_h, window_w], "stride": [stride_h, stride_w], "positions": positions,
-               "num_images": len(probe.indices), "max_drop": float(maps.max()), "min_drop": float(maps.min())}
+    data = {
+        "attributions": result.cpu().double().numpy(),
+        "maps": maps,
+        "indices": probe.indices,
+        "targets": probe.target_array(),
+    }
+    summary = {
+        "window": [window_h, window_w],
+        "stride": [stride_h, stride_w],
+        "positions": positions,
+        "num_images": len(probe.indices),
+        "max_drop": float(maps.max()),
+        "min_drop": float(maps.min()),
+    }
     return [Artifact(name="occlusion", caption=caption, figure=figure, data=data, summary=summary)]
 
 
-def _occlusion_geometry(subject: Subject, macs: float, window: int | None, stride: int | None) -> tuple[tuple[int, int], tuple[int, int]]:
+def _occlusion_geometry(
+    subject: Subject, macs: float, window: int | None, stride: int | None
+) -> tuple[tuple[int, int], tuple[int, int]]:
     """(window_h, window_w), (stride_h, stride_w): from the image size and the work cap, unless set by hand."""
     height, width = subject.task.image_shape[1:]
     # Big models get fewer, larger windows: at least 2 and at most 11 positions per side.
@@ -289,7 +375,13 @@ def _occlusion_geometry(subject: Subject, macs: float, window: int | None, strid
     return (window_h, window_w), (stride_h, stride_w)
 
 
-def _occlude(model: torch.nn.Module, probe: ProbeSelection, image_shape: tuple[int, int, int], window: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
+def _occlude(
+    model: torch.nn.Module,
+    probe: ProbeSelection,
+    image_shape: tuple[int, int, int],
+    window: tuple[int, int],
+    stride: tuple[int, int],
+) -> torch.Tensor:
     """captum Occlusion over the probe images at once, in image shape; zero baseline."""
     from captum.attr import Occlusion
 
@@ -303,7 +395,11 @@ def _occlude(model: torch.nn.Module, probe: ProbeSelection, image_shape: tuple[i
 
     with torch.no_grad():
         result = Occlusion(on_images).attribute(
-            images, sliding_window_shapes=(channels, *window), strides=(channels, *stride), baselines=0.0,
-            target=probe.targets, perturbations_per_eval=max(1, row_cap(images, INTERNAL_BATCH_SIZE) // len(images)),
+            images,
+            sliding_window_shapes=(channels, *window),
+            strides=(channels, *stride),
+            baselines=0.0,
+            target=probe.targets,
+            perturbations_per_eval=max(1, row_cap(images, INTERNAL_BATCH_SIZE) // len(images)),
         )
     return result.detach().cpu()

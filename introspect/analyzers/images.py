@@ -47,7 +47,9 @@ def conv_layers(model: nn.Module) -> list[str]:
 
 
 @analyzer(needs=Needs.FORWARD | Needs.IMAGE_INPUT)
-def feature_maps(subject: Subject, /, *, max_images: int = 3, max_channels: int = 64, max_layers: int = 8) -> list[Artifact]:
+def feature_maps(
+    subject: Subject, /, *, max_images: int = 3, max_channels: int = 64, max_layers: int = 8
+) -> list[Artifact]:
     """What each convolution layer's output channels show for a few probe images.
 
     Each row is one probe image (shown on the left) and the output channels of the layer for
@@ -80,7 +82,9 @@ def strongest_channels(maps: torch.Tensor, limit: int) -> np.ndarray:
     return np.sort(torch.topk(strength, count).indices.numpy())
 
 
-def _feature_map_artifact(name: str, output: torch.Tensor, images: np.ndarray, indices: list[int], max_channels: int) -> Artifact:
+def _feature_map_artifact(
+    name: str, output: torch.Tensor, images: np.ndarray, indices: list[int], max_channels: int
+) -> Artifact:
     channels = strongest_channels(output, max_channels)
     maps = output[:, channels].double().numpy()
     limit = symmetric_limit(maps)
@@ -98,7 +102,23 @@ def _feature_map_artifact(name: str, output: torch.Tensor, images: np.ndarray, i
             axes.set_yticks([])
     figure.colorbar(drawn, ax=axes_grid[:, 1].tolist(), shrink=0.6)
     figure.suptitle(f"{short_label(name)}: output channels {tuple(output.shape[1:])}", fontsize=10)
-    kept = f"the {len(channels)} strongest (mean |output|) of {output.shape[1]} channels, in channel order" if len(channels) < output.shape[1] else f"all {len(channels)} channels"
+    kept = (
+        f"the {len(channels)} strongest (mean |output|) of {output.shape[1]} channels, in channel order"
+        if len(channels) < output.shape[1]
+        else f"all {len(channels)} channels"
+    )
     caption = f"Output of layer {name} for {len(indices)} probe images: {kept}, one shared colour scale (±{limit:.3g})."
-    summary = {"num_channels": int(output.shape[1]), "channels_shown": channels.tolist(), "images": list(indices), "limit": limit}
-    return Artifact(name=f"maps-{name}", caption=caption, layer=name, figure=figure, data={"maps": maps, "channels": channels}, summary=summary)
+    summary = {
+        "num_channels": int(output.shape[1]),
+        "channels_shown": channels.tolist(),
+        "images": list(indices),
+        "limit": limit,
+    }
+    return Artifact(
+        name=f"maps-{name}",
+        caption=caption,
+        layer=name,
+        figure=figure,
+        data={"maps": maps, "channels": channels},
+        summary=summary,
+    )

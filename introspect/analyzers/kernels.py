@@ -73,7 +73,11 @@ def conv_layers(subject: Subject) -> list[ConvLayer]:
     for name, tensor, transposed in found:
         initial = subject.initial_weights.get(f"{name}.weight")
         weight = _as_kernels(tensor, transposed)
-        start = _as_kernels(initial, transposed) if initial is not None and tuple(initial.shape) == tuple(tensor.shape) else None
+        start = (
+            _as_kernels(initial, transposed)
+            if initial is not None and tuple(initial.shape) == tuple(tensor.shape)
+            else None
+        )
         layers.append(ConvLayer(name, weight, start))
     return layers
 
@@ -85,7 +89,9 @@ def strongest(norms: np.ndarray, limit: int) -> np.ndarray:
     return np.sort(np.argsort(-norms, kind="stable")[:limit])
 
 
-def display_mode(channels: int, first: bool, num_shown: int, deep_mode: str, max_input_channels: int, max_tiles: int) -> str:
+def display_mode(
+    channels: int, first: bool, num_shown: int, deep_mode: str, max_input_channels: int, max_tiles: int
+) -> str:
     """How a layer's kernels are drawn: ``single``, ``rgb``, ``per_channel`` or ``mean``."""
     if channels == 1:
         return "single"
@@ -129,7 +135,9 @@ def _panel_inches(image: np.ndarray) -> tuple[float, float]:
     return max(width * scale, 1.2), max(height * scale, 1.2)
 
 
-def draw_panels(groups: Sequence[Sequence[tuple[str, np.ndarray]]], limits: Sequence[float], rgb: bool, title: str) -> Figure:
+def draw_panels(
+    groups: Sequence[Sequence[tuple[str, np.ndarray]]], limits: Sequence[float], rgb: bool, title: str
+) -> Figure:
     """Montage panels side by side; each group shares one zero-centred scale and one colour bar."""
     panels = [panel for group in groups for panel in group]
     width, height = _panel_inches(panels[0][1])
@@ -140,8 +148,10 @@ def draw_panels(groups: Sequence[Sequence[tuple[str, np.ndarray]]], limits: Sequ
         group_axes = []
         for label, image in group:
             axes = next(axes_list)
-            shown = axes.imshow(image, interpolation="nearest") if rgb else axes.imshow(
-                image, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest"
+            shown = (
+                axes.imshow(image, interpolation="nearest")
+                if rgb
+                else axes.imshow(image, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
             )
             axes.set_title(label, fontsize=9)
             axes.set_xticks([])
@@ -179,9 +189,15 @@ def _kernel_artifact(layer: ConvLayer, first: bool, options: dict) -> Artifact:
     norms = np.sqrt((layer.weight**2).reshape(len(layer.weight), -1).sum(axis=1))
     selected = strongest(norms, options["max_kernels"])
     channels = layer.weight.shape[1]
-    mode = display_mode(channels, first, len(selected), options["deep_mode"], options["max_input_channels"], options["max_tiles"])
+    mode = display_mode(
+        channels, first, len(selected), options["deep_mode"], options["max_input_channels"], options["max_tiles"]
+    )
     values = displayed_values(layer.weight[selected], mode, options["max_input_channels"])
-    initial = None if layer.initial is None else displayed_values(layer.initial[selected], mode, options["max_input_channels"])
+    initial = (
+        None
+        if layer.initial is None
+        else displayed_values(layer.initial[selected], mode, options["max_input_channels"])
+    )
     limit = symmetric_limit(values if initial is None else np.concatenate([values.ravel(), initial.ravel()]))
     data, summary = _kernel_numbers(layer, selected, mode, values, initial, limit)
     title = f"{short_label(layer.name)}: {' x '.join(str(size) for size in layer.weight.shape)} kernels"
@@ -190,8 +206,10 @@ def _kernel_artifact(layer: ConvLayer, first: bool, options: dict) -> Artifact:
     else:
         difference = values - initial
         data["difference_limit"] = symmetric_limit(difference)
-        groups = [[("initial", kernel_image(initial, mode, limit)), ("final", kernel_image(values, mode, limit))],
-                  [("final - initial", kernel_image(difference, mode, data["difference_limit"]))]]
+        groups = [
+            [("initial", kernel_image(initial, mode, limit)), ("final", kernel_image(values, mode, limit))],
+            [("final - initial", kernel_image(difference, mode, data["difference_limit"]))],
+        ]
         figure = draw_panels(groups, [limit, data["difference_limit"]], mode == "rgb", title)
     caption = _kernel_caption(layer, mode, selected, options["max_input_channels"], summary)
     return Artifact(name=layer.name, caption=caption, layer=layer.name, figure=figure, data=data, summary=summary)
@@ -208,7 +226,9 @@ _MODE_TEXT = {
 def _kernel_caption(layer: ConvLayer, mode: str, selected: np.ndarray, max_input_channels: int, summary: dict) -> str:
     caption = f"Kernels of {layer.name}, {_MODE_TEXT[mode]}; one colour scale for the layer, zero at its centre."
     if len(selected) < len(layer.weight):
-        caption += f" Shown: the {len(selected)} strongest of {len(layer.weight)} kernels (by L2 norm), in channel order."
+        caption += (
+            f" Shown: the {len(selected)} strongest of {len(layer.weight)} kernels (by L2 norm), in channel order."
+        )
     if mode == "per_channel" and layer.weight.shape[1] > max_input_channels:
         caption += f" Only the first {max_input_channels} of {layer.weight.shape[1]} input channels are drawn."
     if summary.get("drift_norm") == 0.0:
@@ -245,9 +265,16 @@ def kernel_grids(
     layers = conv_layers(subject)
     if not layers:
         raise SkipAnalyzer("the model has no 1-D or 2-D convolution layers")
-    options = {"max_kernels": max_kernels, "max_input_channels": max_input_channels, "max_tiles": max_tiles, "deep_mode": deep_mode}
+    options = {
+        "max_kernels": max_kernels,
+        "max_input_channels": max_input_channels,
+        "max_tiles": max_tiles,
+        "deep_mode": deep_mode,
+    }
     shown = set(evenly_spaced([layer.name for layer in layers], max_layers))
-    artifacts = [_kernel_artifact(layer, index == 0, options) for index, layer in enumerate(layers) if layer.name in shown]
+    artifacts = [
+        _kernel_artifact(layer, index == 0, options) for index, layer in enumerate(layers) if layer.name in shown
+    ]
     if len(artifacts) < len(layers):
         left_out = [layer.name for layer in layers if layer.name not in shown]
         names = ", ".join(short_label(name) for name in left_out[:8]) + ("..." if len(left_out) > 8 else "")
@@ -262,7 +289,9 @@ def dense_layers(subject: Subject) -> list[tuple[str, np.ndarray]]:
         found = []
         for name, module in leaf_layers(subject.model):
             if isinstance(module, torch.nn.modules.conv._ConvNd) and not found:
-                raise SkipAnalyzer("a convolution layer comes before the first dense layer, so dense weights do not map to pixels")
+                raise SkipAnalyzer(
+                    "a convolution layer comes before the first dense layer, so dense weights do not map to pixels"
+                )
             if isinstance(module, torch.nn.Linear):
                 found.append((name, subject.weights.get(f"{name}.weight", module.weight)))
     else:
@@ -275,19 +304,27 @@ def dense_layers(subject: Subject) -> list[tuple[str, np.ndarray]]:
     return [(name, tensor.detach().cpu().double().numpy()) for name, tensor in found]
 
 
-def receptive_products(layers: list[tuple[str, np.ndarray]], num_inputs: int) -> tuple[list[tuple[str, np.ndarray]], str]:
+def receptive_products(
+    layers: list[tuple[str, np.ndarray]], num_inputs: int
+) -> tuple[list[tuple[str, np.ndarray]], str]:
     """``[(name, W_k ... W_1)]`` along the chain of dense layers whose shapes connect.
 
     Returns the products and a note naming where the chain stopped, if it did.
     """
     first_name, first = layers[0]
     if first.shape[1] != num_inputs:
-        raise SkipAnalyzer(f"the first dense layer {first_name} takes {first.shape[1]} inputs, not the {num_inputs} input pixels")
+        raise SkipAnalyzer(
+            f"the first dense layer {first_name} takes {first.shape[1]} inputs, not the {num_inputs} input pixels"
+        )
     products = [(first_name, first)]
     for name, weight in layers[1:]:
         if weight.shape[1] != products[-1][1].shape[0]:
             before = products[-1][1].shape[0]
-            return products, f" The chain stops before {name}: its {weight.shape[1]} inputs do not match the {before} outputs before it."
+            return (
+                products,
+                f" The chain stops before {name}: its {weight.shape[1]} inputs do not match the {before} outputs "
+                "before it.",
+            )
         products.append((name, weight @ products[-1][1]))
     return products, ""
 
@@ -310,13 +347,22 @@ def _field_figure(name: str, fields: np.ndarray, labels: list[str], limit: float
     columns = (image.shape[1] + pad) // (width + pad)
     figure = new_figure(*_field_inches(image))
     axes = figure.add_subplot()
-    shown = axes.imshow(image, interpolation="nearest") if rgb else axes.imshow(
-        image, cmap=diverging_colormap(), vmin=-limit, vmax=limit, interpolation="nearest"
+    shown = (
+        axes.imshow(image, interpolation="nearest")
+        if rgb
+        else axes.imshow(image, cmap=diverging_colormap(), vmin=-limit, vmax=limit, interpolation="nearest")
     )
     for index, label in enumerate(labels):
         row, column = divmod(index, columns)
-        axes.text(column * (width + pad) + width / 2, pad + row * (height + pad) - 0.6, label,
-                  ha="center", va="bottom", fontsize=7, clip_on=True)
+        axes.text(
+            column * (width + pad) + width / 2,
+            pad + row * (height + pad) - 0.6,
+            label,
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            clip_on=True,
+        )
     axes.set_xticks([])
     axes.set_yticks([])
     if not rgb:
@@ -331,7 +377,9 @@ def _field_inches(image: np.ndarray) -> tuple[float, float]:
     return max(width * scale, 2.5) + 1.0, max(height * scale, 2.0) + 0.5
 
 
-def _field_artifact(name: str, depth: int, product: np.ndarray, labels: Sequence[str], subject: Subject, max_units: int) -> Artifact:
+def _field_artifact(
+    name: str, depth: int, product: np.ndarray, labels: Sequence[str], subject: Subject, max_units: int
+) -> Artifact:
     norms = np.sqrt((product**2).sum(axis=1))
     selected = strongest(norms, max_units)
     fields = product[selected].reshape(len(selected), *subject.task.image_shape)
@@ -345,10 +393,13 @@ def _field_artifact(name: str, depth: int, product: np.ndarray, labels: Sequence
     )
     caption += (
         "each pixel's colour mixes its red, green and blue weights (mid-grey is zero)."
-        if channels == 3 else "red pixels raise the unit's input, blue lower it."
+        if channels == 3
+        else "red pixels raise the unit's input, blue lower it."
     )
     if depth > 1:
-        caption += " Biases and activation functions are ignored: this is only the linear part of what the unit responds to."
+        caption += (
+            " Biases and activation functions are ignored: this is only the linear part of what the unit responds to."
+        )
     if channels not in (1, 3):
         caption += f" The {channels} input channels are averaged."
     if len(selected) < len(product):
@@ -383,6 +434,8 @@ def linear_receptive_fields(
         artifacts.append(_field_artifact(name, depth, product, labels, subject, max_units))
     left_out = len(products) - len(artifacts)
     if note or left_out:
-        extra = f" {left_out} of {len(products)} dense layers are not drawn (evenly spaced selection)." if left_out else ""
+        extra = (
+            f" {left_out} of {len(products)} dense layers are not drawn (evenly spaced selection)." if left_out else ""
+        )
         artifacts[0] = dataclasses.replace(artifacts[0], caption=artifacts[0].caption + note + extra)
     return artifacts

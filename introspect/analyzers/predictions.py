@@ -85,7 +85,9 @@ def class_names_for(subject: Subject, num_classes: int) -> list[str]:
 
 
 @analyzer(needs=Needs.FORWARD | Needs.LABELS | Needs.CLASSIFICATION)
-def confusion_matrix(subject: Subject, /, *, max_classes: int = MAX_CLASSES, batch_size: int = BATCH_SIZE) -> list[Artifact]:
+def confusion_matrix(
+    subject: Subject, /, *, max_classes: int = MAX_CLASSES, batch_size: int = BATCH_SIZE
+) -> list[Artifact]:
     """Which classes the model confuses on the probe set: the row-normalized confusion matrix and per-class accuracy.
 
     Row i shows where the probe samples of true class i went: a strong diagonal is good,
@@ -109,11 +111,22 @@ def confusion_matrix(subject: Subject, /, *, max_classes: int = MAX_CLASSES, bat
     figure = _confusion_figure(matrix, per_class[shown], support[shown], labels_shown, accuracy)
     caption = f"Row-normalized confusion matrix on {int(support.sum())} probe samples: accuracy {accuracy:.1%}."
     if len(shown) < num_classes:
-        caption += f" Shown: the {len(shown)} of {num_classes} classes with the most probe samples; all counts are in the data."
+        caption += (
+            f" Shown: the {len(shown)} of {num_classes} classes with the most probe samples; all counts are "
+            "in the data."
+        )
     if subject.probe_is_synthetic:
         caption += " The probe inputs are synthetic, so these numbers say nothing about real data."
-    data = {"counts": counts, "normalized": normalized, "per_class_accuracy": per_class, "support": support,
-            "labels": labels, "predictions": predictions, "class_names": names, "accuracy": accuracy}
+    data = {
+        "counts": counts,
+        "normalized": normalized,
+        "per_class_accuracy": per_class,
+        "support": support,
+        "labels": labels,
+        "predictions": predictions,
+        "class_names": names,
+        "accuracy": accuracy,
+    }
     summary = {
         "accuracy": accuracy,
         "num_samples": int(support.sum()),
@@ -130,7 +143,9 @@ def _shown_classes(support: np.ndarray, max_classes: int) -> np.ndarray:
     return np.sort(np.argsort(-support, kind="stable")[:max_classes])
 
 
-def _confusion_figure(normalized: np.ndarray, per_class: np.ndarray, support: np.ndarray, names: list[str], accuracy: float) -> Figure:
+def _confusion_figure(
+    normalized: np.ndarray, per_class: np.ndarray, support: np.ndarray, names: list[str], accuracy: float
+) -> Figure:
     size = len(names)
     side = min(9.0, 2.5 + 0.35 * size)
     figure = new_figure(side + 3.5, side)
@@ -147,8 +162,15 @@ def _confusion_figure(normalized: np.ndarray, per_class: np.ndarray, support: np
     if size <= MAX_ANNOTATED_CLASSES:
         for (row, column), value in np.ndenumerate(normalized):
             if np.isfinite(value) and value > 0:
-                matrix_axes.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                                 color="white" if value > 0.5 else "black")
+                matrix_axes.text(
+                    column,
+                    row,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if value > 0.5 else "black",
+                )
     figure.colorbar(shown, ax=matrix_axes, shrink=0.7, label="fraction of the true class")
     bar_axes.barh(ticks, np.nan_to_num(per_class), color="tab:blue")
     bar_axes.set_yticks(ticks, [f"{name} (n={count})" for name, count in zip(names, support)], fontsize=fontsize)
@@ -168,13 +190,17 @@ def recording_calls(model: nn.Module) -> Iterator[list[tuple[str, nn.Module, Any
     """
     check_hookable(model)
     leaves = {name for name, _ in leaf_layers(model)}
-    targets = [(name, module) for name, module in model.named_modules()
-               if name in leaves or (name and any(True for _ in module.parameters(recurse=False)))]
+    targets = [
+        (name, module)
+        for name, module in model.named_modules()
+        if name in leaves or (name and any(True for _ in module.parameters(recurse=False)))
+    ]
     calls: list[tuple[str, nn.Module, Any]] = []
 
     def hook_for(name: str):  # noqa: ANN202 - a closure per module name
         def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
             calls.append((name, module, output))
+
         return hook
 
     handles = [module.register_forward_hook(hook_for(name)) for name, module in targets]
@@ -208,13 +234,15 @@ def layer_rows(calls: list[tuple[str, nn.Module, Any]]) -> tuple[list[dict], int
         values += count
         first = seen[name] == 1
         own = list(module.parameters(recurse=False)) if first else []
-        rows.append({
-            "layer": name if first else f"{name} (call {seen[name]})",
-            "type": type(module).__name__,
-            "output shape": shape,
-            "trainable params": sum(p.numel() for p in own if p.requires_grad),
-            "frozen params": sum(p.numel() for p in own if not p.requires_grad),
-        })
+        rows.append(
+            {
+                "layer": name if first else f"{name} (call {seen[name]})",
+                "type": type(module).__name__,
+                "output shape": shape,
+                "trainable params": sum(p.numel() for p in own if p.requires_grad),
+                "frozen params": sum(p.numel() for p in own if not p.requires_grad),
+            }
+        )
     return rows, values
 
 
@@ -265,7 +293,10 @@ def model_summary(subject: Subject, /, *, batch_size: int = 2, max_rows: int = M
     totals = size_totals(subject.model, inputs, values)
     counted = sum(row["trainable params"] + row["frozen params"] for row in rows)
     shape = list(subject.probe_inputs.shape[1:])
-    caption = f"{len(rows)} layer calls for an input of shape {shape}; {totals['total_params']:,} parameters ({totals['frozen_params']:,} frozen)."
+    caption = (
+        f"{len(rows)} layer calls for an input of shape {shape}; {totals['total_params']:,} parameters "
+        f"({totals['frozen_params']:,} frozen)."
+    )
     if counted != totals["total_params"]:
         caption += f" {totals['total_params'] - counted:,} parameters belong to modules the forward pass did not call."
     if len(rows) > max_rows:
@@ -275,8 +306,18 @@ def model_summary(subject: Subject, /, *, batch_size: int = 2, max_rows: int = M
         for key, value in totals.items()
     ]
     return [
-        Artifact(name="layers", caption=caption, table=rows[:max_rows], data={"rows": rows},
-                 summary={"num_rows": len(rows), "params_in_rows": counted}),
-        Artifact(name="totals", caption="Parameter totals and the estimated memory for one input, as torchsummary reports them.",
-                 table=table_rows, data=totals, summary=totals),
+        Artifact(
+            name="layers",
+            caption=caption,
+            table=rows[:max_rows],
+            data={"rows": rows},
+            summary={"num_rows": len(rows), "params_in_rows": counted},
+        ),
+        Artifact(
+            name="totals",
+            caption="Parameter totals and the estimated memory for one input, as torchsummary reports them.",
+            table=table_rows,
+            data=totals,
+            summary=totals,
+        ),
     ]

@@ -8,17 +8,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from introspect._lazy import lazy_import
-from introspect.analyzers._shared import display_images
 from introspect.analyzers._attribution import (
     ProbeSelection,
-    in_eval_mode,
     affordable_passes,
     attribute,
     channel_maps,
     choose_probe,
     colourize,
     estimate_macs,
+    in_eval_mode,
 )
+from introspect.analyzers._shared import display_images
 from introspect.artifacts import Artifact
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
@@ -45,7 +45,9 @@ FAIL_FROM = 0.8
 
 @analyzer(needs=Needs.FORWARD | Needs.GRADIENTS | Needs.IMAGE_INPUT)
 @in_eval_mode
-def saliency_sanity(subject: Subject, /, *, max_per_class: int = 2, max_images: int = 8, max_steps: int = MAX_STEPS) -> list[Artifact]:
+def saliency_sanity(
+    subject: Subject, /, *, max_per_class: int = 2, max_images: int = 8, max_steps: int = MAX_STEPS
+) -> list[Artifact]:
     """Model-parameter randomization test: do the Saliency maps change when the learned weights are destroyed?
 
     Following Adebayo et al. (2018), layers with parameters are re-initialized (each with its
@@ -76,12 +78,30 @@ def saliency_sanity(subject: Subject, /, *, max_per_class: int = 2, max_images: 
     labels = ["none"] + [_step_label(layers[count - 1], modules) for count in counts[1:]]
     verdict, sentence = _verdict(spearman, edge_spearman, len(layers))
     figure = _sanity_figure(spearman, edge_spearman, labels, images[0], trained[0], randomized, probe.titles[0])
-    skipped = f" Correlations are computed after {len(counts) - 1} of the {len(layers)} cumulative steps (evenly spaced)." if len(counts) - 1 < len(layers) else ""
-    caption = f"Saliency model-parameter randomization test on {len(trained)} probe images{probe.note}. {sentence}{skipped}"
-    data = {"counts": np.array(counts), "spearman": spearman, "edge_spearman": edge_spearman, "trained_maps": trained,
-            "randomized_maps": np.stack(randomized), "indices": probe.indices}
-    summary = {"verdict": verdict, "layers": labels, "mean_spearman": [_round(value) for value in np.nanmean(spearman, axis=1)],
-               "edge_spearman": _round(np.nanmean(edge_spearman)), "num_layers": len(layers), "num_images": len(trained)}
+    skipped = (
+        f" Correlations are computed after {len(counts) - 1} of the {len(layers)} cumulative steps (evenly spaced)."
+        if len(counts) - 1 < len(layers)
+        else ""
+    )
+    caption = (
+        f"Saliency model-parameter randomization test on {len(trained)} probe images{probe.note}. {sentence}{skipped}"
+    )
+    data = {
+        "counts": np.array(counts),
+        "spearman": spearman,
+        "edge_spearman": edge_spearman,
+        "trained_maps": trained,
+        "randomized_maps": np.stack(randomized),
+        "indices": probe.indices,
+    }
+    summary = {
+        "verdict": verdict,
+        "layers": labels,
+        "mean_spearman": [_round(value) for value in np.nanmean(spearman, axis=1)],
+        "edge_spearman": _round(np.nanmean(edge_spearman)),
+        "num_layers": len(layers),
+        "num_images": len(trained),
+    }
     return [Artifact(name="randomization", caption=caption, figure=figure, data=data, summary=summary)]
 
 
@@ -182,17 +202,32 @@ def _verdict(spearman: np.ndarray, edge_spearman: np.ndarray, num_layers: int) -
     edge = float(np.nanmean(edge_spearman)) if np.isfinite(edge_spearman).any() else float("nan")
     reference = f" For reference, a Sobel edge map of the input has rank correlation {edge:.2f} with the trained maps."
     if not np.isfinite(final):
-        return "undetermined", "The randomized model's saliency maps are constant, so no correlation can be computed." + reference
-    where = f"with all {num_layers} layers randomized the maps keep a rank correlation of {final:.2f} with the trained ones"
+        return (
+            "undetermined",
+            "The randomized model's saliency maps are constant, so no correlation can be computed." + reference,
+        )
+    where = (
+        f"with all {num_layers} layers randomized the maps keep a rank correlation of {final:.2f} with the trained ones"
+    )
     if final < PASS_BELOW:
         return "pass", f"Passes: {where}, so they depend on what the network learned." + reference
     if final < FAIL_FROM:
         return "weak", f"Weak: {where}; much of the map reflects the input rather than the learned weights." + reference
-    return "fail", f"Fails: {where}; maps that do not change when the weights are destroyed do not explain the model." + reference
+    return (
+        "fail",
+        f"Fails: {where}; maps that do not change when the weights are destroyed do not explain the model." + reference,
+    )
 
 
-def _sanity_figure(spearman: np.ndarray, edge_spearman: np.ndarray, labels: list[str], image: np.ndarray,
-                   trained: np.ndarray, randomized: list[np.ndarray], title: str) -> Figure:
+def _sanity_figure(
+    spearman: np.ndarray,
+    edge_spearman: np.ndarray,
+    labels: list[str],
+    image: np.ndarray,
+    trained: np.ndarray,
+    randomized: list[np.ndarray],
+    title: str,
+) -> Figure:
     figure = new_figure(max(7.0, 0.45 * len(labels) + 3), 6.2)
     curve_axes, strip_axes = figure.subplots(2, 1, height_ratios=[2.2, 1])
     positions = np.arange(len(labels))
@@ -201,14 +236,23 @@ def _sanity_figure(spearman: np.ndarray, edge_spearman: np.ndarray, labels: list
     curve_axes.fill_between(positions, low, high, alpha=0.2, color="tab:blue", label="range over images")
     curve_axes.plot(positions, mean, marker="o", color="tab:blue", label="Saliency: trained vs randomized")
     if np.isfinite(edge_spearman).any():
-        curve_axes.axhline(float(np.nanmean(edge_spearman)), linestyle="--", color="tab:orange", label="Sobel edges vs trained saliency")
+        curve_axes.axhline(
+            float(np.nanmean(edge_spearman)),
+            linestyle="--",
+            color="tab:orange",
+            label="Sobel edges vs trained saliency",
+        )
     curve_axes.axhline(0.0, color="black", linewidth=0.6)
     curve_axes.set_ylim(min(-0.1, float(np.nanmin(low)) - 0.05) if np.isfinite(low).any() else -0.1, 1.05)
     curve_axes.set_xticks(positions, labels, rotation=45, ha="right", fontsize=7)
     curve_axes.set_xlabel("randomized cumulatively from the output down to this layer", fontsize=8)
     curve_axes.set_ylabel("Spearman rank correlation", fontsize=8)
     curve_axes.legend(fontsize=7)
-    picks = np.unique(np.linspace(1, len(randomized) - 1, min(MAX_STRIP_MAPS, len(randomized) - 1)).round().astype(int)) if len(randomized) > 1 else []
+    picks = (
+        np.unique(np.linspace(1, len(randomized) - 1, min(MAX_STRIP_MAPS, len(randomized) - 1)).round().astype(int))
+        if len(randomized) > 1
+        else []
+    )
     maps = np.stack([trained, *(randomized[index][0] for index in picks)])
     tiles = np.concatenate([image[None], colourize(maps, signed=False)])
     strip_axes.imshow(np.clip(montage(tiles, columns=len(tiles), padding=1, fill=1.0), 0, 1), interpolation="nearest")

@@ -34,7 +34,14 @@ NUM_POINTS = 400
 LOG_SCALE_RATIO = 50.0
 MATCH_TOLERANCE = 1e-3
 _KNOWN_SERIES = (
-    "train_loss", "val_loss", "train_accuracy", "val_accuracy", "seconds_per_batch", "seconds_per_epoch", "lr", "learning_rate",
+    "train_loss",
+    "val_loss",
+    "train_accuracy",
+    "val_accuracy",
+    "seconds_per_batch",
+    "seconds_per_epoch",
+    "lr",
+    "learning_rate",
 )
 
 
@@ -88,7 +95,9 @@ def curve_summary(series: dict[str, np.ndarray], epochs: np.ndarray, best: int |
         "final_val_loss": _last(series.get("val_loss")),
         "final_train_accuracy": _last(series.get("train_accuracy")),
         "final_val_accuracy": _last(series.get("val_accuracy")),
-        "mean_seconds_per_batch": float(np.nanmean(timing)) if timing is not None and np.isfinite(timing).any() else None,
+        "mean_seconds_per_batch": float(np.nanmean(timing))
+        if timing is not None and np.isfinite(timing).any()
+        else None,
         "learning_rate_range": _range(series.get("lr", series.get("learning_rate"))),
     }
 
@@ -108,7 +117,15 @@ def _plot_pair(axes: Axes, epochs: np.ndarray, series: dict, stem: str, best: in
     values = series.get(f"val_{stem}")
     at_best = value_at(values, epochs, best)
     if at_best is not None:
-        axes.plot([best], [at_best], marker="*", markersize=12, color="tab:red", linestyle="none", label=f"best (epoch {best})")
+        axes.plot(
+            [best],
+            [at_best],
+            marker="*",
+            markersize=12,
+            color="tab:red",
+            linestyle="none",
+            label=f"best (epoch {best})",
+        )
     finite = np.concatenate([v[np.isfinite(v)] for k, v in series.items() if k.endswith(stem)] or [np.array([])])
     if stem == "loss" and finite.size and finite.min() > 0 and finite.max() / finite.min() > LOG_SCALE_RATIO:
         axes.set_yscale("log")
@@ -147,7 +164,7 @@ def _curves_figure(
     axes_list = figure.subplots(len(ratios), 1, sharex=True, squeeze=False, height_ratios=ratios)[:, 0]
     for axes, stem in zip(axes_list, panels):
         _plot_pair(axes, epochs, series, stem, best)
-    for axes, name in zip(axes_list[len(panels):], small):
+    for axes, name in zip(axes_list[len(panels) :], small):
         if name == "timing":
             _plot_timing(axes, epochs, series)
         else:
@@ -186,8 +203,15 @@ def training_curves(subject: Subject, /) -> list[Artifact]:
     small = [name for name, present in (("timing", timing), ("rate", rate is not None)) if present]
     figure = _curves_figure(epochs, series, panels, small, rate, best)
     summary = curve_summary(series, epochs, best)
-    return [Artifact(name="curves", caption=_curves_caption(history, summary), figure=figure,
-                     data={"epochs": epochs, **series}, summary=summary)]
+    return [
+        Artifact(
+            name="curves",
+            caption=_curves_caption(history, summary),
+            figure=figure,
+            data={"epochs": epochs, **series},
+            summary=summary,
+        )
+    ]
 
 
 def _curves_caption(history: Mapping[str, Any], summary: dict) -> str:
@@ -196,7 +220,11 @@ def _curves_caption(history: Mapping[str, Any], summary: dict) -> str:
         caption += f" Best epoch {summary['best_epoch']}"
         if summary["best_val_loss"] is not None:
             caption += f" (validation loss {summary['best_val_loss']:.4g}"
-            caption += f", accuracy {summary['val_accuracy_at_best']:.1%})" if summary["val_accuracy_at_best"] is not None else ")"
+            caption += (
+                f", accuracy {summary['val_accuracy_at_best']:.1%})"
+                if summary["val_accuracy_at_best"] is not None
+                else ")"
+            )
         caption += ", dotted red line."
     if summary["mean_seconds_per_batch"] is not None:
         caption += f" Mean {1000 * summary['mean_seconds_per_batch']:.3g} ms per batch."
@@ -299,16 +327,30 @@ def _matching_state(errors: dict[str, Any]) -> str | None:
 def _fit_figure(data: dict[str, np.ndarray], grid: np.ndarray, curves: dict[str, np.ndarray], errors: dict[str, Any]):  # noqa: ANN202
     figure = new_figure(8, 4.5)
     axes = figure.add_subplot()
-    styles = {"train": ("o", "0.55", "training data"), "test": ("x", "tab:green", "test data"), "probe": ("o", "0.55", "probe data")}
+    styles = {
+        "train": ("o", "0.55", "training data"),
+        "test": ("x", "tab:green", "test data"),
+        "probe": ("o", "0.55", "probe data"),
+    }
     for split, (marker, colour, label) in styles.items():
         if f"{split}_inputs" in data and f"{split}_targets" in data:
-            axes.scatter(data[f"{split}_inputs"], data[f"{split}_targets"], s=10, marker=marker, color=colour, alpha=0.6, label=label)
+            axes.scatter(
+                data[f"{split}_inputs"],
+                data[f"{split}_targets"],
+                s=10,
+                marker=marker,
+                color=colour,
+                alpha=0.6,
+                label=label,
+            )
     if "true_inputs" in data and "true_outputs" in data:
         order = np.argsort(data["true_inputs"])
         axes.plot(data["true_inputs"][order], data["true_outputs"][order], "k--", linewidth=1.2, label="true function")
     axes.plot(grid, curves["final"], color="tab:blue", linewidth=2, label="network, final")
     if "best" in curves:
-        axes.plot(grid, curves["best"], color="tab:red", linewidth=1.5, linestyle="-.", label="network, best validation")
+        axes.plot(
+            grid, curves["best"], color="tab:red", linewidth=1.5, linestyle="-.", label="network, best validation"
+        )
     if errors["split"] is not None:
         best = f", best {errors['best_mse']:.4g}" if errors.get("best_mse") is not None else ""
         axes.set_title(f"{errors['split']} MSE: final {errors['final_mse']:.4g}{best}", fontsize=10)
@@ -321,7 +363,7 @@ def _fit_figure(data: dict[str, np.ndarray], grid: np.ndarray, curves: dict[str,
 
 @analyzer(needs=Needs.FORWARD | Needs.SCALAR_INPUT)
 def regression_fit(subject: Subject, /, *, num_points: int = NUM_POINTS) -> list[Artifact]:
-    """The fitted function over the input domain: data, true function, and the network at its final and best-validation states.
+    """The fitted function over the input domain: data, true function, the network at its final and best states.
 
     Where the blue curve leaves the dashed true function the network has not learned it;
     wiggles between data points are overfitting, a too-flat curve underfitting. The
@@ -341,22 +383,35 @@ def regression_fit(subject: Subject, /, *, num_points: int = NUM_POINTS) -> list
     figure = _fit_figure(data, grid, curves, errors)
     summary = {key: value for key, value in errors.items()}
     summary["domain"] = [low, high]
-    return [Artifact(name="fit", caption=_fit_caption(errors, best_note), figure=figure,
-                     data={"grid": grid, **{f"{state}_outputs": values for state, values in curves.items()}, **data, **errors},
-                     summary=summary)]
+    return [
+        Artifact(
+            name="fit",
+            caption=_fit_caption(errors, best_note),
+            figure=figure,
+            data={"grid": grid, **{f"{state}_outputs": values for state, values in curves.items()}, **data, **errors},
+            summary=summary,
+        )
+    ]
 
 
 def _fit_caption(errors: dict[str, Any], best_note: str) -> str:
     caption = "Network output across the input domain with the data and, when known, the true function."
     if errors["split"] is not None:
         caption += f" {errors['split'].capitalize()} MSE of the final state: {errors['final_mse']:.4g}"
-        caption += f"; of the best-validation state: {errors['best_mse']:.4g}." if errors.get("best_mse") is not None else "."
+        caption += (
+            f"; of the best-validation state: {errors['best_mse']:.4g}." if errors.get("best_mse") is not None else "."
+        )
     if best_note:
         caption += f" No best-validation curve: {best_note}."
     recorded, match = errors["recorded_test_mse"], errors["recorded_matches"]
     if recorded is not None and match is not None:
-        verdict = {"best": "matches the best-validation state", "final": "matches the final state",
-                   "neither": "matches neither state computed here"}[match]
+        verdict = {
+            "best": "matches the best-validation state",
+            "final": "matches the final state",
+            "neither": "matches neither state computed here",
+        }[match]
         caption += f" The test MSE recorded in the checkpoint ({recorded:.4g}) {verdict}"
-        caption += "." if match != "neither" else f" (final state {100 * errors['recorded_relative_difference']:.2g}% off)."
+        caption += (
+            "." if match != "neither" else f" (final state {100 * errors['recorded_relative_difference']:.2g}% off)."
+        )
     return caption

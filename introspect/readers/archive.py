@@ -98,7 +98,7 @@ def sniff_kind(path: Path) -> str:
 def zip_kind(names: list[str], path: Path) -> str:
     """The kind of a torch zip from all of its entry names: one layout, or an error."""
     root = common_root(names, path)
-    inner = {name[len(root):] for name in names}
+    inner = {name[len(root) :] for name in names}
     is_export = "archive_format" in inner or any(name.startswith("models/") for name in inner)
     is_script = "constants.pkl" in inner or any(name.startswith("code/") for name in inner)
     is_pickle = "data.pkl" in inner
@@ -119,7 +119,9 @@ def common_root(names: list[str], path: Path) -> str:
         raise CheckpointError(f"{path}: is an empty zip archive")
     roots = {name.split("/", 1)[0] for name in names}
     if len(roots) != 1 or not all("/" in name for name in names):
-        raise CheckpointError(f"{path}: is a zip archive but not a PyTorch checkpoint (its entries are not in one folder)")
+        raise CheckpointError(
+            f"{path}: is a zip archive but not a PyTorch checkpoint (its entries are not in one folder)"
+        )
     return f"{roots.pop()}/"
 
 
@@ -146,7 +148,7 @@ def open_archive(path: Path, budget: Budget, source: Path | bytes | None = None)
         _check_inflation(info, budget, path)
         total += info.file_size
     budget.check_bytes(total, f"{path}: the archive's entries")
-    sizes = {info.filename[len(root):]: info.file_size for info in infos}
+    sizes = {info.filename[len(root) :]: info.file_size for info in infos}
     kind = zip_kind([info.filename for info in infos], path)
     return Archive(path=path, source=source, root=root, sizes=sizes, kind=kind, zip=archive)
 

@@ -76,7 +76,9 @@ def read_exported(path: Path, budget: Budget) -> ExportedParts:
         raise CheckpointError(f"{path}: is not a torch.export archive (no 'pt2' archive_format)")
     name = _model_name(archive)
     state_dict, refused = _read_payloads(archive, f"data/weights/{name}_weights_config.json", "data/weights/")
-    constants, refused_constants = _read_payloads(archive, f"data/constants/{name}_constants_config.json", "data/constants/")
+    constants, refused_constants = _read_payloads(
+        archive, f"data/constants/{name}_constants_config.json", "data/constants/"
+    )
     parts = ExportedParts(state_dict=state_dict, refused=refused + refused_constants)
     inputs_entry = f"data/sample_inputs/{name}.pt"
     if archive.has(inputs_entry):
@@ -90,7 +92,11 @@ def read_exported(path: Path, budget: Budget) -> ExportedParts:
 
 
 def _model_name(archive: Archive) -> str:
-    names = sorted(entry[len("models/"):-len(".json")] for entry in archive.sizes if entry.startswith("models/") and entry.endswith(".json"))
+    names = sorted(
+        entry[len("models/") : -len(".json")]
+        for entry in archive.sizes
+        if entry.startswith("models/") and entry.endswith(".json")
+    )
     if not names:
         raise CheckpointError(f"{archive.path}: a torch.export archive without a program (models/*.json)")
     return names[0]
@@ -122,7 +128,9 @@ def _read_payloads(archive: Archive, config_entry: str, folder: str) -> tuple[di
             continue
         tensor = _raw_tensor(archive, folder + meta["path_name"], meta["tensor_meta"], flats)
         if meta.get("is_param"):  # the program's signature expects parameters where they were
-            tensor = torch.nn.Parameter(tensor, requires_grad=bool(meta["tensor_meta"].get("requires_grad")) and tensor.is_floating_point())
+            tensor = torch.nn.Parameter(
+                tensor, requires_grad=bool(meta["tensor_meta"].get("requires_grad")) and tensor.is_floating_point()
+            )
         tensors[str(fqn)] = tensor
     return tensors, refused
 
@@ -165,7 +173,9 @@ def unsafe_graph_parts(graph: Any) -> list[str]:
         return ["the program has no graph"]
     outside = sorted({target for target in _targets(module) if not is_allowed_target(target)})
     if outside:
-        reasons.append(f"its graph calls {', '.join(t[:60] for t in outside[:3])}, outside the allow-list of pure tensor ops")
+        reasons.append(
+            f"its graph calls {', '.join(t[:60] for t in outside[:3])}, outside the allow-list of pure tensor ops"
+        )
     if graph.get("guards_code"):
         reasons.append("it carries guard code, which torch would run as Python")
     if graph.get("range_constraints") or _contains_key(graph, "as_expr"):
@@ -181,7 +191,7 @@ def is_allowed_target(target: str) -> bool:
         return True
     if not target.startswith(_ATEN_PREFIX):
         return False
-    parts = target[len(_ATEN_PREFIX):].split(".")
+    parts = target[len(_ATEN_PREFIX) :].split(".")
     if len(parts) != 2 or not all(part.isidentifier() for part in parts):
         return False
     if parts[0] in ALLOWED_OPS:
@@ -232,4 +242,6 @@ def _deserialize(archive: Archive, graph: Any, state_dict: dict, constants: dict
         serialized = _dict_to_dataclass(SerializedProgram, graph)
         return ExportedProgramDeserializer().deserialize(serialized, state_dict, constants, example_inputs or ((), {}))
     except Exception as error:  # torch's deserializer raises many types for graphs it cannot rebuild
-        raise CheckpointError(f"{archive.path}: the exported program cannot be rebuilt ({type(error).__name__}: {str(error)[:160]})") from None
+        raise CheckpointError(
+            f"{archive.path}: the exported program cannot be rebuilt ({type(error).__name__}: {str(error)[:160]})"
+        ) from None

@@ -148,7 +148,9 @@ def scan_pickle(data: bytes, budget: Budget, *, what: str) -> PickleScan:
     except (MemoryError, RecursionError) as error:
         raise BudgetError(f"{what}: the pickle builds more than can be read safely ({type(error).__name__})") from None
     except Exception as error:  # a malformed pickle raises many types
-        raise CheckpointError(f"{what}: is truncated or corrupted ({type(error).__name__}: {str(error)[:120]})") from None
+        raise CheckpointError(
+            f"{what}: is truncated or corrupted ({type(error).__name__}: {str(error)[:120]})"
+        ) from None
     return collect(root, unpickler.globals_named, budget, what)
 
 

@@ -41,9 +41,7 @@ def storage_dtype(ref: StorageRef, what: str) -> torch.dtype:
     return dtype_named(ref.dtype_name, what)
 
 
-def check_views(
-    views: Iterable[TensorView], storage_bytes: Mapping[str, int], budget: Budget, what: str
-) -> int:
+def check_views(views: Iterable[TensorView], storage_bytes: Mapping[str, int], budget: Budget, what: str) -> int:
     """Check every view against the real size of its storage; returns the bytes they pose as.
 
     Args:
@@ -63,12 +61,18 @@ def check_views(
         stored = storage_dtype(view.storage, what).itemsize * view.storage.numel
         real = storage_bytes.get(view.storage.key)
         if real is None:
-            raise CheckpointError(f"{what}: a tensor refers to storage {view.storage.key!r}, which the file does not hold")
+            raise CheckpointError(
+                f"{what}: a tensor refers to storage {view.storage.key!r}, which the file does not hold"
+            )
         if real != stored:
             raise CheckpointError(f"{what}: storage {view.storage.key!r} holds {real} bytes but declares {stored}")
-        itemsize = dtype_named(view.dtype_name, what).itemsize if view.dtype_name else stored // max(view.storage.numel, 1)
+        itemsize = (
+            dtype_named(view.dtype_name, what).itemsize if view.dtype_name else stored // max(view.storage.numel, 1)
+        )
         if (view.last_element() + 1) * itemsize > real:
-            raise CheckpointError(f"{what}: a tensor of size {list(view.size)[:8]} reaches outside its storage of {real} bytes")
+            raise CheckpointError(
+                f"{what}: a tensor of size {list(view.size)[:8]} reaches outside its storage of {real} bytes"
+            )
         posed = view.numel * itemsize
         if posed > real:  # overlapping strides (stride 0): reading it all costs its full size
             total += posed
@@ -83,11 +87,15 @@ def flat_tensor(data: bytes, dtype: torch.dtype, what: str) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=dtype) if data else torch.empty(0, dtype=dtype)
 
 
-def strided_view(flat: torch.Tensor, size: tuple[int, ...], stride: tuple[int, ...], offset: int, what: str) -> torch.Tensor:
+def strided_view(
+    flat: torch.Tensor, size: tuple[int, ...], stride: tuple[int, ...], offset: int, what: str
+) -> torch.Tensor:
     """``flat`` seen through (size, stride, offset), after checking the view stays inside it."""
     view = TensorView(storage=StorageRef("", "", flat.numel(), "cpu"), offset=offset, size=size, stride=stride)
     if len(size) != len(stride) or min((*size, *stride, offset), default=0) < 0 or view.last_element() >= flat.numel():
-        raise CheckpointError(f"{what}: a tensor of size {list(size)[:8]} does not fit its {flat.numel()} stored elements")
+        raise CheckpointError(
+            f"{what}: a tensor of size {list(size)[:8]} does not fit its {flat.numel()} stored elements"
+        )
     return torch.as_strided(flat, size, stride, offset)
 
 
@@ -102,7 +110,9 @@ def check_loaded_tensor(name: str, tensor: torch.Tensor, what: str) -> torch.Ten
     if tensor.is_meta:
         raise CheckpointError(f"{what}: weight {name!r} is on the meta device and holds no values")
     if tensor.layout != torch.strided:
-        raise CheckpointError(f"{what}: weight {name!r} is a {tensor.layout} tensor; only dense weights can be analyzed")
+        raise CheckpointError(
+            f"{what}: weight {name!r} is a {tensor.layout} tensor; only dense weights can be analyzed"
+        )
     if tensor.is_quantized or tensor.is_complex():
         raise CheckpointError(f"{what}: weight {name!r} has dtype {tensor.dtype}, which introspect cannot analyze")
     if tensor.dtype.is_floating_point and tensor.dtype.itemsize == 1:

@@ -110,6 +110,8 @@ def explain_load_failure(path: Path, error: BaseException) -> CheckpointError:
     if isinstance(error, pickle.UnpicklingError) or any(
         word in message for word in ("central directory", "truncated", "EOF", "unexpected end", "Ran out of input")
     ):
-        return CheckpointError(f"{path}: is truncated or corrupted ({message.splitlines()[0] if message else type(error).__name__})")
+        return CheckpointError(
+            f"{path}: is truncated or corrupted ({message.splitlines()[0] if message else type(error).__name__})"
+        )
     first_line = message.splitlines()[0][:200] if message else ""
     return CheckpointError(f"{path}: cannot be read as a checkpoint ({type(error).__name__}: {first_line})")

@@ -69,7 +69,7 @@ def _foreign_figure(folder: Path, figures: set[str], where: str) -> str | None:
 def _foreign_below(entry: os.DirEntry[str], galleries: set[str], where: str) -> str | None:
     """An entry beside the manifest, or in a folder on the way to linked galleries, must lead to galleries."""
     name = entry.name
-    inner = {gallery[len(name) + 1:] for gallery in galleries if gallery.startswith(name + "/")}
+    inner = {gallery[len(name) + 1 :] for gallery in galleries if gallery.startswith(name + "/")}
     if not entry.is_dir(follow_symlinks=False) or (name not in galleries and not inner):
         return f"it holds {where}{name}, which introspect does not write"
     if name in galleries:
@@ -125,7 +125,7 @@ def _figure_names(figures: Any) -> set[str]:
     """Names inside ``figures/`` of the files a manifest lists (``figures/NAME``)."""
     prefix = FIGURE_DIR + "/"
     files = [figure.get("file") for figure in _list(figures) if isinstance(figure, dict)]
-    names = [file[len(prefix):] for file in files if isinstance(file, str) and file.startswith(prefix)]
+    names = [file[len(prefix) :] for file in files if isinstance(file, str) and file.startswith(prefix)]
     return {name for name in names if _relative_folder(name, single=True)}
 
 

@@ -54,7 +54,7 @@ def envelope(kind: str) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "kind": kind,
         "introspect_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "libraries": library_versions(),
     }
 

@@ -13,8 +13,17 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_ROWS = {
-    "capture", "capture_vs_torchlens", "saliency", "kernel_grid", "gif", "training",
-    "startup", "gallery", "gallery_wall", "scale", "memory",
+    "capture",
+    "capture_vs_torchlens",
+    "saliency",
+    "kernel_grid",
+    "gif",
+    "training",
+    "startup",
+    "gallery",
+    "gallery_wall",
+    "scale",
+    "memory",
 }
 # Measured only where the 'bench' extra (torchlens) is installed and works on this torch.
 OPTIONAL_ROWS = {"capture_vs_torchlens"}
@@ -27,7 +36,12 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Comp
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     finished = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--json", str(json_path)],
-        cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=300, check=False,
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-3000:]
     return finished, json.loads(json_path.read_text(encoding="utf-8"))
@@ -41,7 +55,9 @@ def test_quick_benchmark_writes_every_row(quick_run: tuple[subprocess.CompletedP
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_ROWS))
-def test_quick_benchmark_row_has_a_value_and_a_target(quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]], name: str) -> None:
+def test_quick_benchmark_row_has_a_value_and_a_target(
+    quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]], name: str
+) -> None:
     row = {row["name"]: row for row in quick_run[1]["rows"]}[name]
     if name == "gallery":
         assert row["target"] is None and row["target_text"] == "report"

@@ -64,7 +64,15 @@ def test_dense_mnist_net(checkpoints: dict[str, Path], tmp_path: Path) -> None:
 def test_lenet5(checkpoints: dict[str, Path], tmp_path: Path) -> None:
     report = run_all(checkpoints["lenet5"], tmp_path / "g")
     ran = statuses(report)
-    for name in ("kernel_grids", "feature_maps", "grad_cam", "occlusion", "saliency_sanity", "confusion_matrix", "training_curves"):
+    for name in (
+        "kernel_grids",
+        "feature_maps",
+        "grad_cam",
+        "occlusion",
+        "saliency_sanity",
+        "confusion_matrix",
+        "training_curves",
+    ):
         assert ran[name] == "ok", name
     confusion = report.result("confusion_matrix").artifacts[0].summary
     with torch.no_grad():
@@ -85,8 +93,11 @@ def test_torchvision_resnet18_state_dict(tmp_path: Path) -> None:
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / "resnet18.pt")
     report = run_all(
-        tmp_path / "resnet18.pt", tmp_path / "g",
-        arch="torchvision.models:resnet18", arch_kwargs={"num_classes": 10}, input_shape=(3, 32, 32),
+        tmp_path / "resnet18.pt",
+        tmp_path / "g",
+        arch="torchvision.models:resnet18",
+        arch_kwargs={"num_classes": 10},
+        input_shape=(3, 32, 32),
     )
     ran = statuses(report)
     assert ran["kernel_grids"] == ran["feature_maps"] == ran["grad_cam"] == "ok"

@@ -24,7 +24,9 @@ def registered_test_architecture(monkeypatch: pytest.MonkeyPatch) -> str:
         name=TEST_ARCHITECTURE, value="introspect.testing:build_test_network", group=architectures.ARCHITECTURE_GROUP
     )
     original = architectures.registered_architectures
-    monkeypatch.setattr(architectures, "registered_architectures", lambda: {**original(), TEST_ARCHITECTURE: entry_point})
+    monkeypatch.setattr(
+        architectures, "registered_architectures", lambda: {**original(), TEST_ARCHITECTURE: entry_point}
+    )
     return TEST_ARCHITECTURE
 
 

@@ -59,10 +59,14 @@ def pickled_weight_pt2(tmp_path: Path, proof: Path, name: str = "evil.pt2") -> P
         config["config"]["0.weight"]["use_pickle"] = True
         return json.dumps(config).encode()
 
-    return rewrite_zip(good, tmp_path / name, {
-        "model_weights_config.json": mark_pickled,
-        "data/weights/weight_0": lambda _: pickle.dumps(_RunsCommand(proof)),
-    })
+    return rewrite_zip(
+        good,
+        tmp_path / name,
+        {
+            "model_weights_config.json": mark_pickled,
+            "data/weights/weight_0": lambda _: pickle.dumps(_RunsCommand(proof)),
+        },
+    )
 
 
 def opaque_constant_pt2(tmp_path: Path, proof: Path) -> Path:
@@ -71,7 +75,12 @@ def opaque_constant_pt2(tmp_path: Path, proof: Path) -> Path:
 
     def add_constant(data: bytes) -> bytes:
         config = json.loads(data)
-        config["config"]["evil"] = {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": True, "tensor_meta": None}
+        config["config"]["evil"] = {
+            "path_name": "opaque_obj_0",
+            "is_param": False,
+            "use_pickle": True,
+            "tensor_meta": None,
+        }
         return json.dumps(config).encode()
 
     with zipfile.ZipFile(good) as original:
@@ -92,7 +101,7 @@ def graph_calling_pt2(tmp_path: Path, target: str) -> Path:
     return rewrite_zip(good, tmp_path / "graph.pt2", {"models/model.json": swap_target})
 
 
-_FILE_WRITING_MODULE = '''
+_FILE_WRITING_MODULE = """
 import torch
 
 class WritesFiles(torch.nn.Module):
@@ -105,7 +114,7 @@ class WritesFiles(torch.nn.Module):
         written = torch.from_file(self.proof, shared=True, size=8, dtype=torch.uint8)
         written.copy_(torch.full([8], 65, dtype=torch.uint8))
         return self.fc(x) + written[0].float() * 0  # used, so TorchScript keeps the write
-'''
+"""
 
 
 def file_writing_torchscript(tmp_path: Path, proof: Path) -> Path:
@@ -162,7 +171,10 @@ class _LegacyTensor:
         self.numel = numel
 
     def __reduce__(self) -> tuple:
-        return (torch._utils._rebuild_tensor_v2, (_DeclaredStorage(), 0, (self.numel,), (1,), False, collections.OrderedDict()))
+        return (
+            torch._utils._rebuild_tensor_v2,
+            (_DeclaredStorage(), 0, (self.numel,), (1,), False, collections.OrderedDict()),
+        )
 
 
 def legacy_huge_storage(path: Path, numel: int = 10**10) -> Path:

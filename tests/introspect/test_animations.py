@@ -13,7 +13,13 @@ from introspect.analyzers.animations import activation_gifs, paint_sweep_frames,
 from introspect.runner import run_one
 from introspect.spec import spec_of
 from introspect.subject import Subject, Task
-from introspect.testing import all_test_subjects, check_analyzer, conv_image_subject, dense_image_subject, scalar_regression_subject
+from introspect.testing import (
+    all_test_subjects,
+    check_analyzer,
+    conv_image_subject,
+    dense_image_subject,
+    scalar_regression_subject,
+)
 
 
 def _run(subject: Subject, **options: object):
@@ -122,8 +128,13 @@ def test_snapshot_frames_show_each_epoch_and_are_capped() -> None:
     assert timeline[0] < timeline[1] < timeline[2]
     epochs = np.arange(1, 201)
     curves = torch.outer(torch.linspace(0, 1, 200), torch.sin(subject.snapshots["inputs"]))
-    many = Subject.from_model(subject.model, subject.probe_inputs, subject.probe_labels, task=subject.task,
-                              snapshots={"epochs": epochs.tolist(), "inputs": subject.snapshots["inputs"], "outputs": curves})
+    many = Subject.from_model(
+        subject.model,
+        subject.probe_inputs,
+        subject.probe_labels,
+        task=subject.task,
+        snapshots={"epochs": epochs.tolist(), "inputs": subject.snapshots["inputs"], "outputs": curves},
+    )
     capped = _run(many, num_frames=50)
     assert len(capped["training"].frames) == 50 and "50 of 200 snapshots" in capped["training"].caption
     assert len(capped["sweep"].frames) == 50
@@ -135,7 +146,9 @@ def test_dense_morph_bars_are_the_softmax_of_the_blended_inputs() -> None:
     first, second = morph.data["pair"]
     assert subject.probe_labels[first] != subject.probe_labels[second]
     weights = morph.data["weights"]
-    blended = (1 - torch.tensor(weights, dtype=torch.float32)[:, None]) * subject.probe_inputs[first] + torch.tensor(weights, dtype=torch.float32)[:, None] * subject.probe_inputs[second]
+    blended = (1 - torch.tensor(weights, dtype=torch.float32)[:, None]) * subject.probe_inputs[first] + torch.tensor(
+        weights, dtype=torch.float32
+    )[:, None] * subject.probe_inputs[second]
     with torch.no_grad():
         probabilities = torch.softmax(subject.model(blended), dim=1).double().numpy()
         hidden = torch.tanh(subject.model[1](subject.model[0](blended))).double().numpy()
@@ -166,8 +179,16 @@ def test_gifs_skip_inputs_that_are_neither_scalar_nor_image() -> None:
 
 def test_conformance() -> None:
     # The dense and grayscale subjects are covered above; each run here draws 240 frames.
-    subjects = {name: subject for name, subject in all_test_subjects().items() if name in ("scalar_regression", "conv_rgb", "weights_only")}
-    assert check_analyzer(activation_gifs, subjects) == {"scalar_regression": "ok", "conv_rgb": "ok", "weights_only": "skipped"}
+    subjects = {
+        name: subject
+        for name, subject in all_test_subjects().items()
+        if name in ("scalar_regression", "conv_rgb", "weights_only")
+    }
+    assert check_analyzer(activation_gifs, subjects) == {
+        "scalar_regression": "ok",
+        "conv_rgb": "ok",
+        "weights_only": "skipped",
+    }
 
 
 def test_resnet18_morph_is_capped() -> None:

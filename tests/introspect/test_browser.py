@@ -18,7 +18,7 @@ from introspect.testing import conv_image_subject
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "build" / "screenshots"
-HOSTILE = "<img src=x onerror=\"window.__pwned = 1\">"
+HOSTILE = '<img src=x onerror="window.__pwned = 1">'
 
 pytestmark = pytest.mark.browser
 
@@ -32,7 +32,14 @@ def browser():
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         yield launched
         launched.close()
@@ -52,14 +59,18 @@ def load_every_image(page) -> None:  # noqa: ANN001
     """Images are lazy (they load near the viewport); make them eager and wait for all of them."""
     assert page.evaluate("Array.from(document.querySelectorAll('main img')).every(img => img.loading === 'lazy')")
     page.evaluate("document.querySelectorAll('main img').forEach(img => { img.loading = 'eager'; })")
-    page.wait_for_function("Array.from(document.querySelectorAll('main img')).every(img => img.complete)", timeout=120_000)
+    page.wait_for_function(
+        "Array.from(document.querySelectorAll('main img')).every(img => img.complete)", timeout=120_000
+    )
 
 
 def test_gallery_loads_cleanly_and_navigation_reaches_every_section(browser, tmp_path: Path) -> None:  # noqa: ANN001
     report = analyze(conv_image_subject(), out_dir=tmp_path / "g", registry=Registry.default(load_plugins=False))
     page, errors = open_page(browser, report.index_path)
     load_every_image(page)
-    broken = page.evaluate("Array.from(document.querySelectorAll('main img')).filter(img => img.naturalWidth === 0).map(img => img.src)")
+    broken = page.evaluate(
+        "Array.from(document.querySelectorAll('main img')).filter(img => img.naturalWidth === 0).map(img => img.src)"
+    )
     assert broken == []
     assert page.evaluate("document.querySelectorAll('main img').length") == sum(
         1 for result in report.results for artifact in result.artifacts if artifact.kind != "table"
@@ -74,7 +85,9 @@ def test_gallery_loads_cleanly_and_navigation_reaches_every_section(browser, tmp
     first_zoom = page.locator("a.zoom").first
     first_zoom.click()
     assert page.locator("dialog#viewer").evaluate("dialog => dialog.open")
-    assert page.locator("dialog#viewer img").evaluate("img => img.getAttribute('src')") == first_zoom.get_attribute("href")
+    assert page.locator("dialog#viewer img").evaluate("img => img.getAttribute('src')") == first_zoom.get_attribute(
+        "href"
+    )
     assert errors == []
 
 
@@ -101,7 +114,12 @@ def test_markup_in_checkpoint_strings_shows_as_text_and_runs_nothing(browser, tm
 
 
 def test_gallery_works_with_javascript_off(browser, tmp_path: Path) -> None:  # noqa: ANN001
-    report = analyze(conv_image_subject(), out_dir=tmp_path / "g", analyzers=["weight_histograms"], registry=Registry.default(load_plugins=False))
+    report = analyze(
+        conv_image_subject(),
+        out_dir=tmp_path / "g",
+        analyzers=["weight_histograms"],
+        registry=Registry.default(load_plugins=False),
+    )
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()
     page.goto(report.index_path.as_uri())

@@ -18,7 +18,11 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     """Run ``introspect`` in a fresh interpreter, as a user would."""
     return subprocess.run(
         [sys.executable, "-c", "from introspect.cli import main; main()", *args],
-        capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=300,
     )
 
 
@@ -31,7 +35,10 @@ def exit_code_of(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, s
 
 @pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "--json"]])
 def test_help_and_list_do_not_import_torch(args: list[str]) -> None:
-    probe = "import sys; from introspect.cli import main\ntry:\n    main({!r})\nexcept SystemExit:\n    pass\nprint('TORCH' if 'torch' in sys.modules else 'NO-TORCH')".format(args)
+    probe = (
+        f"import sys; from introspect.cli import main\ntry:\n    main({args!r})\nexcept SystemExit:\n    "
+        "pass\nprint('TORCH' if 'torch' in sys.modules else 'NO-TORCH')"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip().endswith("NO-TORCH"), result.stdout + result.stderr
 
@@ -44,23 +51,36 @@ def test_list_json_has_needs_and_summaries(capsys: pytest.CaptureFixture) -> Non
     assert rows["activations"]["package"] == "introspect"
 
 
-def test_analyze_writes_gallery_and_exits_zero(introspect_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_analyze_writes_gallery_and_exits_zero(
+    introspect_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out_dir = tmp_path / "gallery"
-    code, out, err = exit_code_of(["analyze", str(introspect_checkpoint), "--all", "-o", str(out_dir), "--device", "cpu"], capsys)
+    code, out, err = exit_code_of(
+        ["analyze", str(introspect_checkpoint), "--all", "-o", str(out_dir), "--device", "cpu"], capsys
+    )
     assert code == 0, err
     assert out.strip() == str(out_dir / "index.html")
     assert "[1/" in err and "weight_histograms: ok" in err
     manifest = json.loads((out_dir / "manifest.json").read_text())
-    assert manifest["checkpoint"]["sha256"] and manifest["header"]["parameters"]["total"] == 4 * 8 + 8 + 8 * 6 + 6 + 6 * 3 + 3
+    assert (
+        manifest["checkpoint"]["sha256"]
+        and manifest["header"]["parameters"]["total"] == 4 * 8 + 8 + 8 * 6 + 6 + 6 * 3 + 3
+    )
 
 
-def test_analyze_refuses_existing_folder_without_force(introspect_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_analyze_refuses_existing_folder_without_force(
+    introspect_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     (tmp_path / "g").mkdir()
     code, _, err = exit_code_of(["analyze", str(introspect_checkpoint), "--all", "-o", str(tmp_path / "g")], capsys)
-    assert code == 2 and err.strip() == f"introspect: error: {tmp_path / 'g'}: already exists; pass --force to replace it"
+    assert (
+        code == 2 and err.strip() == f"introspect: error: {tmp_path / 'g'}: already exists; pass --force to replace it"
+    )
 
 
-def test_unreadable_checkpoint_is_one_line_exit_two_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_unreadable_checkpoint_is_one_line_exit_two_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage bytes")
     code, _, err = exit_code_of(["analyze", str(bad), "--all", "-o", str(tmp_path / "g")], capsys)
@@ -90,7 +110,21 @@ class Broken(torch.nn.Module):
 def test_failed_analyzer_gives_exit_one_with_gallery(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "broken.pt"
     torch.save(Broken(), path)
-    code, _, err = exit_code_of(["analyze", str(path), "--all", "--trust-pickle", "--input-shape", "3", "-o", str(tmp_path / "g"), "--device", "cpu"], capsys)
+    code, _, err = exit_code_of(
+        [
+            "analyze",
+            str(path),
+            "--all",
+            "--trust-pickle",
+            "--input-shape",
+            "3",
+            "-o",
+            str(tmp_path / "g"),
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert code == 1
     assert "activations failed: RuntimeError: forward is broken" in err
     manifest = json.loads((tmp_path / "g" / "manifest.json").read_text())
@@ -102,8 +136,12 @@ def test_no_analyzer_selected_is_a_usage_error(introspect_checkpoint: Path, caps
     assert code == 2 and "--all or -a NAME" in err
 
 
-def test_unknown_analyzer_name_is_exit_two_with_suggestion(introspect_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, _, err = exit_code_of(["analyze", str(introspect_checkpoint), "-a", "activation", "-o", str(tmp_path / "g")], capsys)
+def test_unknown_analyzer_name_is_exit_two_with_suggestion(
+    introspect_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    code, _, err = exit_code_of(
+        ["analyze", str(introspect_checkpoint), "-a", "activation", "-o", str(tmp_path / "g")], capsys
+    )
     assert code == 2 and "Did you mean activations" in err
 
 
@@ -117,16 +155,22 @@ def test_info_json_describes_layers_and_task(introspect_checkpoint: Path, capsys
     assert description["probe_size"] == 12 and description["metrics"] == {"test_accuracy": 0.75}
 
 
-def test_open_flag_hands_the_index_to_the_browser(introspect_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_open_flag_hands_the_index_to_the_browser(
+    introspect_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import webbrowser
 
     opened: list[str] = []
     monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or True)
-    code, _, _ = exit_code_of(["analyze", str(introspect_checkpoint), "-a", "weight_histograms", "-o", str(tmp_path / "g"), "--open"], capsys)
+    code, _, _ = exit_code_of(
+        ["analyze", str(introspect_checkpoint), "-a", "weight_histograms", "-o", str(tmp_path / "g"), "--open"], capsys
+    )
     assert code == 0 and opened == [(tmp_path / "g" / "index.html").resolve().as_uri()]
 
 
-def test_unknown_architecture_gives_weights_only_gallery_and_exit_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_unknown_architecture_gives_weights_only_gallery_and_exit_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from introspect.checkpoint import make_checkpoint, save_checkpoint
     from introspect.testing import build_test_network
 
@@ -136,7 +180,10 @@ def test_unknown_architecture_gives_weights_only_gallery_and_exit_one(tmp_path: 
     assert code == 1
     assert f"introspect: warning: {path}: architecture 'alien-net' is not registered" in err
     manifest = json.loads((tmp_path / "g" / "manifest.json").read_text())
-    assert manifest["header"]["warnings"] and {a["name"]: a["status"] for a in manifest["analyzers"]}["weight_histograms"] == "ok"
+    assert (
+        manifest["header"]["warnings"]
+        and {a["name"]: a["status"] for a in manifest["analyzers"]}["weight_histograms"] == "ok"
+    )
     assert "Warning: " in (tmp_path / "g" / "index.html").read_text()
 
 
@@ -144,6 +191,8 @@ def test_nan_weights_are_analyzed_and_reported_with_exit_one(tmp_path: Path, cap
     state = torch.nn.Linear(3, 2).state_dict()
     state["weight"][0, 0] = float("nan")
     torch.save(state, tmp_path / "nan.pt")
-    code, _, err = exit_code_of(["analyze", str(tmp_path / "nan.pt"), "--all", "-o", str(tmp_path / "g"), "--device", "cpu"], capsys)
+    code, _, err = exit_code_of(
+        ["analyze", str(tmp_path / "nan.pt"), "--all", "-o", str(tmp_path / "g"), "--device", "cpu"], capsys
+    )
     assert code == 1
     assert "1 weight tensor(s) hold NaN or Inf values (weight)" in err

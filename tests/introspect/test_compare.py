@@ -34,7 +34,9 @@ class TinyNet(torch.nn.Module):
         return self.fc(x.flatten(1))
 
 
-def tiny_subject(seed: int, *, second_conv: bool = False, freeze: bool = False, history: dict | None = None, initial: bool = True) -> Subject:
+def tiny_subject(
+    seed: int, *, second_conv: bool = False, freeze: bool = False, history: dict | None = None, initial: bool = True
+) -> Subject:
     """A TinyNet on 1x12x12 inputs whose weights moved from a recorded start by a seeded step."""
     torch.manual_seed(seed)
     model = TinyNet(second_conv)
@@ -47,21 +49,43 @@ def tiny_subject(seed: int, *, second_conv: bool = False, freeze: bool = False, 
         model.conv1.requires_grad_(False)
     task = Task(kind="classification", input_shape=(1, 12, 12), image_shape=(1, 12, 12), class_names=("a", "b", "c"))
     return Subject.from_model(
-        model, torch.rand(6, 1, 12, 12), torch.arange(6) % 3, task=task, history=history,
-        initial_weights=start if initial else {}, metadata={"architecture": "tiny", "metrics": {"test_accuracy": 0.5 + seed / 100}},
+        model,
+        torch.rand(6, 1, 12, 12),
+        torch.arange(6) % 3,
+        task=task,
+        history=history,
+        initial_weights=start if initial else {},
+        metadata={"architecture": "tiny", "metrics": {"test_accuracy": 0.5 + seed / 100}},
     )
 
 
 HISTORIES = [
-    {"epoch": [1, 2, 3], "train_loss": [1.0, 0.8, 0.7], "val_loss": [1.1, 0.9, 0.95], "train_accuracy": [0.3, 0.5, 0.6],
-     "val_accuracy": [0.35, 0.58, 0.61], "seconds_per_batch": [0.01, 0.02, 0.03], "best_epoch": 2},
-    {"epoch": [1, 2], "train_loss": [1.2, 0.6], "val_loss": [1.3, 0.75], "train_accuracy": [0.2, 0.7],
-     "val_accuracy": [0.25, 0.66], "seconds_per_batch": [0.004, 0.006], "best_epoch": 2},
+    {
+        "epoch": [1, 2, 3],
+        "train_loss": [1.0, 0.8, 0.7],
+        "val_loss": [1.1, 0.9, 0.95],
+        "train_accuracy": [0.3, 0.5, 0.6],
+        "val_accuracy": [0.35, 0.58, 0.61],
+        "seconds_per_batch": [0.01, 0.02, 0.03],
+        "best_epoch": 2,
+    },
+    {
+        "epoch": [1, 2],
+        "train_loss": [1.2, 0.6],
+        "val_loss": [1.3, 0.75],
+        "train_accuracy": [0.2, 0.7],
+        "val_accuracy": [0.25, 0.66],
+        "seconds_per_batch": [0.004, 0.006],
+        "best_epoch": 2,
+    },
 ]
 
 
 def test_table_numbers_equal_the_histories() -> None:
-    subjects = [tiny_subject(0, freeze=True, history=HISTORIES[0]), tiny_subject(1, second_conv=True, history=HISTORIES[1])]
+    subjects = [
+        tiny_subject(0, freeze=True, history=HISTORIES[0]),
+        tiny_subject(1, second_conv=True, history=HISTORIES[1]),
+    ]
     comparison = compare_subjects([("hf", subjects[0]), ("deeper", subjects[1])])
     for row, history, subject in zip(comparison.rows, HISTORIES, subjects):
         best = int(np.argmin(history["val_loss"]))  # the best epoch is the lowest validation loss
@@ -70,12 +94,18 @@ def test_table_numbers_equal_the_histories() -> None:
         assert row["final_train_loss"] == history["train_loss"][-1] and row["final_val_loss"] == history["val_loss"][-1]
         assert row["seconds_per_batch"] == pytest.approx(np.mean(history["seconds_per_batch"]))
         assert row["epochs"] == len(history["epoch"])
-        assert (row["test_metric"], row["test_value"]) == ("test_accuracy", subject.metadata["metrics"]["test_accuracy"])
+        assert (row["test_metric"], row["test_value"]) == (
+            "test_accuracy",
+            subject.metadata["metrics"]["test_accuracy"],
+        )
         assert row["trainable"] == sum(p.numel() for p in subject.model.parameters() if p.requires_grad)
         assert row["frozen"] == sum(p.numel() for p in subject.model.parameters() if not p.requires_grad)
     assert comparison.rows[0]["frozen"] == 4 * 25 + 4 and comparison.rows[1]["frozen"] == 0
     curves = comparison_figures(comparison)[0]
-    assert curves.name == "training_curves" and curves.data["curves"]["deeper"]["val_accuracy"] == HISTORIES[1]["val_accuracy"]
+    assert (
+        curves.name == "training_curves"
+        and curves.data["curves"]["deeper"]["val_accuracy"] == HISTORIES[1]["val_accuracy"]
+    )
 
 
 def test_missing_history_gives_empty_cells_and_no_curves() -> None:
@@ -90,7 +120,9 @@ def test_shared_layers_are_exactly_those_with_equal_name_and_shape() -> None:
     shared, unshared = shared_parameters([shallow, deep])
     assert shared == ["conv1.weight", "conv1.bias", "fc.bias"]
     assert {entry["name"]: entry["shapes"] for entry in unshared} == {
-        "fc.weight": [[3, 64], [3, 6]], "conv2.weight": [None, [6, 4, 3, 3]], "conv2.bias": [None, [6]],
+        "fc.weight": [[3, 64], [3, 6]],
+        "conv2.weight": [None, [6, 4, 3, 3]],
+        "conv2.bias": [None, [6]],
     }
     comparison = compare_subjects([("shallow", shallow), ("deep", deep)])
     assert [layer.name for layer in comparison.shared] == shared
@@ -103,7 +135,10 @@ def test_drift_norms_equal_numpy_norms() -> None:
     comparison = compare_subjects(list(zip("abc", subjects)))
     for layer in comparison.shared:
         for subject, drift, relative in zip(subjects[:2], layer.drift, layer.relative_drift):
-            final, start = subject.weights[layer.name].double().numpy(), subject.initial_weights[layer.name].double().numpy()
+            final, start = (
+                subject.weights[layer.name].double().numpy(),
+                subject.initial_weights[layer.name].double().numpy(),
+            )
             assert drift == pytest.approx(np.linalg.norm(final - start), rel=1e-12)
             assert relative == pytest.approx(np.linalg.norm(final - start) / np.linalg.norm(start), rel=1e-12)
         assert layer.drift[2] is None and layer.relative_drift[2] is None
@@ -121,7 +156,9 @@ def test_fewer_than_two_checkpoints_is_refused() -> None:
 def test_page_escapes_hostile_names_and_rerenders_from_its_manifest(tmp_path: Path) -> None:
     evil = tiny_subject(0, history=HISTORIES[0])
     weights = {f"{HOSTILE}.weight": torch.ones(2, 1, 3, 3), "fc.bias": torch.zeros(3)}
-    plain = Subject(weights=weights, initial_weights={f"{HOSTILE}.weight": torch.zeros(2, 1, 3, 3)}, history=HISTORIES[1])
+    plain = Subject(
+        weights=weights, initial_weights={f"{HOSTILE}.weight": torch.zeros(2, 1, 3, 3)}, history=HISTORIES[1]
+    )
     hostile = Subject(weights=dict(weights), history=HISTORIES[0])
     comparison = compare_subjects([("<script>alert('t')</script> $x^$", plain), (HOSTILE, hostile), ("tiny", evil)])
     index = write_comparison(comparison, tmp_path / "cmp", title=f"<b>{HOSTILE}</b>", description=HOSTILE)
@@ -153,9 +190,13 @@ def exit_code_of(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, s
     return caught.value.code, captured.out, captured.err
 
 
-def test_cli_compares_two_checkpoints(introspect_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_compares_two_checkpoints(
+    introspect_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     other = shutil.copy(introspect_checkpoint, tmp_path / "other.pt")
-    code, out, err = exit_code_of(["compare", str(introspect_checkpoint), str(other), "-o", str(tmp_path / "c"), "--device", "cpu"], capsys)
+    code, out, err = exit_code_of(
+        ["compare", str(introspect_checkpoint), str(other), "-o", str(tmp_path / "c"), "--device", "cpu"], capsys
+    )
     assert code == 0, err
     assert out.strip() == str(tmp_path / "c" / "index.html")
     manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
@@ -164,13 +205,17 @@ def test_cli_compares_two_checkpoints(introspect_checkpoint: Path, tmp_path: Pat
     assert manifest["table"][0]["test_value"] == 0.75 and len(manifest["shared_layers"]) == 6
 
 
-def test_cli_one_checkpoint_is_a_usage_error(introspect_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_one_checkpoint_is_a_usage_error(
+    introspect_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     code, _, err = exit_code_of(["compare", str(introspect_checkpoint), "-o", str(tmp_path / "c")], capsys)
     assert code == 2 and "at least 2 checkpoints" in err and err.count("\n") == 1 and "introspect compare --help" in err
     assert not (tmp_path / "c").exists()
 
 
-def test_cli_bad_checkpoint_is_one_line_exit_two(introspect_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_bad_checkpoint_is_one_line_exit_two(
+    introspect_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     code, out, err = exit_code_of(["compare", str(introspect_checkpoint), str(bad), "-o", str(tmp_path / "c")], capsys)
@@ -183,7 +228,9 @@ def test_collection_index_links_comparison_pages_escaped(tmp_path: Path) -> None
     from introspect.api import analyze
     from introspect.report import write_collection
 
-    reports = [(title, analyze(tiny_subject(seed), analyzers=["weight_histograms"])) for seed, title in enumerate(("a", "b"))]
+    reports = [
+        (title, analyze(tiny_subject(seed), analyzers=["weight_histograms"])) for seed, title in enumerate(("a", "b"))
+    ]
     links = [{"title": HOSTILE, "href": "comparisons/ab/index.html", "description": "a against b"}]
     html = write_collection(reports, tmp_path / "site", extra_links=links).read_text()
     assert '<a href="comparisons/ab/index.html">&lt;img src=x onerror=alert(1)&gt;</a>: a against b' in html

@@ -25,7 +25,7 @@ def _run(function, subject: Subject, **options: object):
 
 
 def _dead_relu_model(dead_units: list[int]) -> torch.nn.Sequential:
-    """Linear(3, 6) + ReLU where the listed units have negative weights and bias: on inputs in [0, 1] they never fire."""
+    """Linear(3, 6) + ReLU; the listed units have negative weights and bias: on inputs in [0, 1] they never fire."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.ReLU(), torch.nn.Linear(6, 2))
     with torch.no_grad():
@@ -64,7 +64,9 @@ def test_saturated_units_equal_numpy_share_near_the_bounds(layer: torch.nn.Modul
     inputs = torch.rand(40, 2, generator=torch.Generator().manual_seed(2)) * 2 - 0.5
     eps, share = 0.02, 0.8
     (health, distributions) = _run(activation_health, _subject(model, inputs), eps=eps, min_share=share)
-    pre = inputs.double().numpy() @ model[0].weight.detach().double().numpy().T + model[0].bias.detach().double().numpy()
+    pre = (
+        inputs.double().numpy() @ model[0].weight.detach().double().numpy().T + model[0].bias.detach().double().numpy()
+    )
     values = 1 / (1 + np.exp(-pre)) if low == 0 else np.tanh(pre)
     near = (np.abs(values - low) <= eps) | (np.abs(high - values) <= eps)
     expected = near.mean(axis=0) >= share
@@ -104,7 +106,9 @@ def test_model_without_activation_modules_shows_distributions_only() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
     (health, distributions) = _run(activation_health, _subject(model, torch.rand(6, 3)))
     assert set(health.summary["layers"]) == {"0", "1"}
-    assert all(layer["num_dead"] is None and layer["num_saturated"] is None for layer in health.summary["layers"].values())
+    assert all(
+        layer["num_dead"] is None and layer["num_saturated"] is None for layer in health.summary["layers"].values()
+    )
     assert "no activation modules" in health.caption
 
 

@@ -21,15 +21,30 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The plugin installed into its own folder, so the shared environment is untouched."""
     target = tmp_path_factory.mktemp("plugin-site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(PLUGIN_DIR)],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(PLUGIN_DIR),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     return target
 
 
 def run_with_plugin(site: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(site), "INTROSPECT_DISABLE_PLUGIN_AUTOLOAD": "0"}
-    return subprocess.run([sys.executable, "-m", "introspect", *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "introspect", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_installed_plugin_is_listed_with_its_package(plugin_site: Path) -> None:
@@ -45,7 +60,9 @@ def test_plugin_output_lands_in_the_gallery_with_correct_numbers(plugin_site: Pa
     torch.manual_seed(0)
     state = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)).state_dict()
     torch.save(state, tmp_path / "weights.pt")
-    result = run_with_plugin(plugin_site, "analyze", str(tmp_path / "weights.pt"), "-a", "weight_norms", "-o", str(tmp_path / "g"))
+    result = run_with_plugin(
+        plugin_site, "analyze", str(tmp_path / "weights.pt"), "-a", "weight_norms", "-o", str(tmp_path / "g")
+    )
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "g" / "manifest.json").read_text())
     [entry] = manifest["analyzers"]

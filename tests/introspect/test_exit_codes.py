@@ -39,7 +39,9 @@ def test_debug_is_accepted_after_the_command(tmp_path: Path, capsys: pytest.Capt
     assert "Traceback" in err and err.strip().endswith("no such file")
 
 
-def test_a_bug_is_exit_3_and_debug_shows_its_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_a_bug_is_exit_3_and_debug_shows_its_traceback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("a bug")
 

@@ -29,7 +29,11 @@ _SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[Heal
 def odd_values() -> st.SearchStrategy[Any]:
     """Values of the wrong type, size or depth for any field."""
     scalars = st.one_of(
-        st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True), st.text(max_size=300),
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**70), 2**70),
+        st.floats(allow_nan=True),
+        st.text(max_size=300),
         st.binary(max_size=64),
     )
     tensors = st.builds(
@@ -38,7 +42,16 @@ def odd_values() -> st.SearchStrategy[Any]:
         st.sampled_from([torch.float32, torch.int64, torch.bool, torch.float16, torch.uint8]),
     )
     deep = st.integers(1, 400).map(_nested_list)
-    return st.one_of(scalars, tensors, deep, st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12))
+    return st.one_of(
+        scalars,
+        tensors,
+        deep,
+        st.recursive(
+            scalars,
+            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+            max_leaves=12,
+        ),
+    )
 
 
 def _nested_list(depth: int) -> list:
@@ -53,10 +66,14 @@ def _valid_introspect_checkpoint(registered: str) -> dict[str, Any]:
 
     config = {"sizes": [4, 8, 3], "activation": "tanh"}
     return make_checkpoint(
-        build_test_network(config), architecture=registered, config=config,
+        build_test_network(config),
+        architecture=registered,
+        config=config,
         task=Task(kind="classification", input_shape=(4,), class_names=("a", "b", "c")).to_dict(),
-        probe_inputs=torch.randn(6, 4), probe_labels=torch.arange(6) % 3,
-        history={"epoch": [1, 2], "train_loss": [1.0, 0.5]}, metrics={"test_accuracy": 0.5},
+        probe_inputs=torch.randn(6, 4),
+        probe_labels=torch.arange(6) % 3,
+        history={"epoch": [1, 2], "train_loss": [1.0, 0.5]},
+        metrics={"test_accuracy": 0.5},
     )
 
 
@@ -75,7 +92,9 @@ def _set(root: dict, path: tuple, value: Any) -> None:
     root[path[-1]] = value
 
 
-def assert_clean_exit(path: Path, capsys: pytest.CaptureFixture, *extra: str, command: tuple[str, ...] = ("info",)) -> int:
+def assert_clean_exit(
+    path: Path, capsys: pytest.CaptureFixture, *extra: str, command: tuple[str, ...] = ("info",)
+) -> int:
     """Run the CLI on ``path``; exit 0, 1 or 2, and at most one error line (progress lines aside)."""
     with pytest.raises(SystemExit) as caught:
         main([*command, str(path), "--device", "cpu", *extra])
@@ -105,11 +124,16 @@ def test_mutated_introspect_checkpoints_never_reach_exit_3(
 
 @_SETTINGS
 @given(data=st.data())
-def test_mutated_state_dicts_never_reach_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture, data: st.DataObject) -> None:
+def test_mutated_state_dicts_never_reach_exit_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture, data: st.DataObject
+) -> None:
     shapes = data.draw(st.lists(st.lists(st.integers(0, 6), max_size=5).map(tuple), min_size=1, max_size=6))
     state = {f"layer{index}.weight": torch.randn(shape) for index, shape in enumerate(shapes)}
     if data.draw(st.booleans()):
-        state = {data.draw(st.sampled_from(["state_dict", "model", "weights", "other"])): state, "epoch": data.draw(odd_values())}
+        state = {
+            data.draw(st.sampled_from(["state_dict", "model", "weights", "other"])): state,
+            "epoch": data.draw(odd_values()),
+        }
     target = tmp_path / "state.pt"
     torch.save(state, target, _use_new_zipfile_serialization=data.draw(st.booleans()))
     assert_clean_exit(target, capsys)
@@ -122,7 +146,9 @@ def _mutate_json_numbers(value: Any, data: st.DataObject) -> Any:
     if isinstance(value, list):
         return [_mutate_json_numbers(child, data) for child in value]
     if data.draw(st.integers(0, 9)) == 0:
-        return data.draw(st.one_of(st.integers(-(2**40), 2**40), st.booleans(), st.text(max_size=12), st.none(), st.just([])))
+        return data.draw(
+            st.one_of(st.integers(-(2**40), 2**40), st.booleans(), st.text(max_size=12), st.none(), st.just([]))
+        )
     return value
 
 
@@ -144,13 +170,17 @@ def _mutate_entries(source: Path, target: Path, data: st.DataObject) -> Path:
                     pass
             elif action == "random":
                 content = data.draw(st.binary(max_size=256))
-            out.writestr(name, content, compress_type=zipfile.ZIP_DEFLATED if action == "deflate" else zipfile.ZIP_STORED)
+            out.writestr(
+                name, content, compress_type=zipfile.ZIP_DEFLATED if action == "deflate" else zipfile.ZIP_STORED
+            )
     return target
 
 
 @_SETTINGS
 @given(data=st.data())
-def test_mutated_archives_of_every_kind_never_reach_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture, data: st.DataObject) -> None:
+def test_mutated_archives_of_every_kind_never_reach_exit_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture, data: st.DataObject
+) -> None:
     kind = data.draw(st.sampled_from(["export", "torchscript", "torch-zip"]))
     source = tmp_path / f"source-{kind}.pt"
     if not source.exists():

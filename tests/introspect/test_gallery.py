@@ -11,9 +11,9 @@ import torch
 from introspect import Artifact, Needs, analyzer
 from introspect.api import analyze
 from introspect.errors import GalleryError
-from introspect.report import rerender, write_gallery
 from introspect.plotting import new_figure
 from introspect.registry import Registry
+from introspect.report import rerender, write_gallery
 from introspect.runner import run_analyzers
 from introspect.spec import spec_of
 from introspect.subject import Subject, Task
@@ -35,7 +35,12 @@ def hostile_names(subject, /):
 def hostile_subject() -> Subject:
     base = dense_image_subject()
     task = Task(kind="classification", input_shape=(64,), class_names=(HOSTILE,), dataset=HOSTILE)
-    return Subject(weights={f"{HOSTILE}.weight": torch.ones(2, 2)}, task=task, metadata={"architecture": HOSTILE, "metrics": {HOSTILE: 0.5}}, history=base.history)
+    return Subject(
+        weights={f"{HOSTILE}.weight": torch.ones(2, 2)},
+        task=task,
+        metadata={"architecture": HOSTILE, "metrics": {HOSTILE: 0.5}},
+        history=base.history,
+    )
 
 
 def test_manifest_lists_every_analyzer_with_status_and_figures(tmp_path: Path) -> None:
@@ -66,7 +71,12 @@ def test_checkpoint_strings_are_escaped_and_file_names_stay_inside(tmp_path: Pat
     assert HOSTILE not in html
     assert "&lt;img src=x onerror=" in html
     files = sorted(p.relative_to(tmp_path / "g").as_posix() for p in (tmp_path / "g").rglob("*") if p.is_file())
-    assert files == ["figures/hostile_names-01-escape.png", "figures/hostile_names-02-frames.gif", "index.html", "manifest.json"]
+    assert files == [
+        "figures/hostile_names-01-escape.png",
+        "figures/hostile_names-02-frames.gif",
+        "index.html",
+        "manifest.json",
+    ]
     assert not list(tmp_path.glob("escape*"))
 
 

@@ -38,8 +38,14 @@ def mnist_cnn_subject() -> Subject:
     labels = dataset.targets[:2040]
     torch.manual_seed(0)
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 6, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Conv2d(6, 12, 5), torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(192, 10),
+        torch.nn.Conv2d(1, 6, 5),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(6, 12, 5),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(192, 10),
     )
     optimizer = torch.optim.Adam(model.parameters(), 3e-3)
     for start in range(0, 2000, 64):
@@ -48,8 +54,13 @@ def mnist_cnn_subject() -> Subject:
         optimizer.step()
     for parameter in model.parameters():
         parameter.grad = None
-    task = Task(kind="classification", input_shape=(1, 28, 28), image_shape=(1, 28, 28),
-                class_names=tuple(str(digit) for digit in range(10)), normalization=MNIST_NORMALIZATION)
+    task = Task(
+        kind="classification",
+        input_shape=(1, 28, 28),
+        image_shape=(1, 28, 28),
+        class_names=tuple(str(digit) for digit in range(10)),
+        normalization=MNIST_NORMALIZATION,
+    )
     return Subject.from_model(model.eval(), images[2000:], labels[2000:], task=task)
 
 
@@ -107,7 +118,9 @@ def test_integrated_gradients_chunks_do_not_change_the_result() -> None:
     subject = conv_image_subject(channels=1)
     model, inputs, targets = subject.model.eval(), subject.probe_inputs, subject.probe_labels
     whole = _attribution.attribute(model, inputs, targets, "integrated_gradients", n_steps=12, internal_batch_size=1000)
-    chunked = _attribution.attribute(model, inputs, targets, "integrated_gradients", n_steps=12, internal_batch_size=len(inputs) * 2)
+    chunked = _attribution.attribute(
+        model, inputs, targets, "integrated_gradients", n_steps=12, internal_batch_size=len(inputs) * 2
+    )
     torch.testing.assert_close(whole, chunked, rtol=1e-4, atol=1e-7)
     assert _attribution.even_chunk(12, 5) == 4 and _attribution.even_chunk(7, 3) == 1
 
@@ -117,7 +130,9 @@ def test_smoothgrad_is_seeded_and_leaves_the_global_random_state_alone() -> None
     model, inputs, targets = subject.model.eval(), subject.probe_inputs, subject.probe_labels
     state = torch.get_rng_state()
     first = _attribution.attribute(model, inputs, targets, "smoothgrad", nt_samples=6, seed=3)
-    second = _attribution.attribute(model, inputs, targets, "smoothgrad", nt_samples=6, seed=3, internal_batch_size=len(inputs) * 2)
+    second = _attribution.attribute(
+        model, inputs, targets, "smoothgrad", nt_samples=6, seed=3, internal_batch_size=len(inputs) * 2
+    )
     other = _attribution.attribute(model, inputs, targets, "smoothgrad", nt_samples=6, seed=4)
     assert torch.equal(torch.get_rng_state(), state)
     torch.testing.assert_close(first, second)
@@ -165,7 +180,9 @@ def test_scalar_input_derivative_equals_finite_differences() -> None:
 
 def test_regression_on_images_attributes_the_single_output() -> None:
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Tanh(), torch.nn.Flatten(), torch.nn.Linear(2 * 6 * 6, 1)).eval()
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3), torch.nn.Tanh(), torch.nn.Flatten(), torch.nn.Linear(2 * 6 * 6, 1)
+    ).eval()
     inputs = torch.rand(5, 1, 8, 8)
     task = Task(kind="regression", input_shape=(1, 8, 8), image_shape=(1, 8, 8))
     subject = Subject.from_model(model, inputs, torch.rand(5, 1), task=task)
@@ -189,7 +206,9 @@ def test_occlusion_equals_score_drop_of_each_window_by_hand() -> None:
                 occluded = image.clone()
                 occluded[..., top : top + 4, left : left + 4] = 0.0
                 drop = base - target_scores(model, occluded, target).item()
-                np.testing.assert_allclose(artifact.data["maps"][0, top : top + 4, left : left + 4], drop, rtol=1e-4, atol=1e-6)
+                np.testing.assert_allclose(
+                    artifact.data["maps"][0, top : top + 4, left : left + 4], drop, rtol=1e-4, atol=1e-6
+                )
     assert artifact.summary["positions"] == 9
 
 
@@ -264,7 +283,9 @@ def test_rank_correlation_matches_scipy_spearman_with_ties() -> None:
     rng = np.random.default_rng(0)
     first, second = rng.integers(0, 5, size=(9, 9)).astype(float), rng.normal(size=(9, 9))
     second[:3] = 0.0
-    assert sanity.rank_correlation(first, second) == pytest.approx(spearmanr(first.ravel(), second.ravel()).statistic, abs=1e-12)
+    assert sanity.rank_correlation(first, second) == pytest.approx(
+        spearmanr(first.ravel(), second.ravel()).statistic, abs=1e-12
+    )
     assert sanity.rank_correlation(first, first) == pytest.approx(1.0)
     assert np.isnan(sanity.rank_correlation(first, np.zeros_like(first)))
 
@@ -273,7 +294,12 @@ def test_sobel_magnitude_matches_scipy_ndimage() -> None:
     from scipy import ndimage
 
     images = np.random.default_rng(1).random((2, 7, 9))
-    expected = np.stack([np.hypot(ndimage.sobel(image, axis=0, mode="reflect"), ndimage.sobel(image, axis=1, mode="reflect")) for image in images])
+    expected = np.stack(
+        [
+            np.hypot(ndimage.sobel(image, axis=0, mode="reflect"), ndimage.sobel(image, axis=1, mode="reflect"))
+            for image in images
+        ]
+    )
     np.testing.assert_allclose(sanity.sobel_magnitude(images), expected, atol=1e-12)
 
 
@@ -291,7 +317,9 @@ def test_randomization_correlation_is_one_untouched_then_drops_on_trained_mnist_
     mean = np.nanmean(spearman, axis=1)
     assert mean[-1] < 0.8 and mean[1] < mean[0] - 0.3
     assert artifact.summary["layers"] == ["none", "7 Linear", "3 Conv2d", "0 Conv2d"]
-    assert artifact.summary["verdict"] in {"pass", "weak"} and artifact.summary["verdict"].capitalize() in artifact.caption
+    assert (
+        artifact.summary["verdict"] in {"pass", "weak"} and artifact.summary["verdict"].capitalize() in artifact.caption
+    )
     # The independent check of one point: the fully randomized maps' correlation, recomputed with scipy.
     from scipy.stats import spearmanr
 
@@ -332,7 +360,9 @@ def test_occlusion_counts_the_clipped_edge_window_like_captum() -> None:
     occluded = image.clone()
     occluded[..., 10:, 10:] = 0.0
     with torch.no_grad():
-        drop = (target_scores(subject.model.eval(), image, target) - target_scores(subject.model, occluded, target)).item()
+        drop = (
+            target_scores(subject.model.eval(), image, target) - target_scores(subject.model, occluded, target)
+        ).item()
     np.testing.assert_allclose(artifact.data["maps"][0, 10:, 10:], drop, rtol=1e-4, atol=1e-6)
 
 
@@ -340,5 +370,8 @@ def test_occlusion_counts_the_clipped_edge_window_like_captum() -> None:
 def test_grad_cam_skips_torchscript_with_the_reason() -> None:
     subject = conv_image_subject(channels=1)
     scripted = torch.jit.script(subject.model.eval())
-    result = run_one(Subject.from_model(scripted, subject.probe_inputs, subject.probe_labels, task=subject.task), spec_of(gradients.grad_cam))
+    result = run_one(
+        Subject.from_model(scripted, subject.probe_inputs, subject.probe_labels, task=subject.task),
+        spec_of(gradients.grad_cam),
+    )
     assert result.status == "skipped" and "TorchScript" in result.reason

@@ -33,7 +33,9 @@ def test_feature_maps_equal_conv2d_of_the_inputs() -> None:
     conv1 = F.conv2d(inputs, model[0].weight, model[0].bias, padding=1)
     np.testing.assert_allclose(first.data["maps"], conv1.detach().double().numpy(), atol=1e-5)
     batch_norm = model[1]
-    normalized = F.batch_norm(conv1, batch_norm.running_mean, batch_norm.running_var, batch_norm.weight, batch_norm.bias, eps=batch_norm.eps)
+    normalized = F.batch_norm(
+        conv1, batch_norm.running_mean, batch_norm.running_var, batch_norm.weight, batch_norm.bias, eps=batch_norm.eps
+    )
     conv2 = F.conv2d(torch.relu(normalized), model[3].weight, model[3].bias, stride=2, padding=1)
     np.testing.assert_allclose(second.data["maps"], conv2.detach().double().numpy(), atol=1e-5)
     assert second.summary["num_channels"] == 6 and second.layer == "3"
@@ -74,7 +76,11 @@ def test_display_images_undo_normalization() -> None:
 
 
 def test_conformance() -> None:
-    subjects = {"gray": conv_image_subject(channels=1), "rgb": conv_image_subject(channels=3), "dense": dense_image_subject()}
+    subjects = {
+        "gray": conv_image_subject(channels=1),
+        "rgb": conv_image_subject(channels=3),
+        "dense": dense_image_subject(),
+    }
     assert check_analyzer(feature_maps, subjects) == {"gray": "ok", "rgb": "ok", "dense": "skipped"}
 
 
@@ -85,7 +91,9 @@ def test_feature_maps_on_resnet18_are_capped() -> None:
     task = Task(kind="classification", input_shape=(3, 32, 32), image_shape=(3, 32, 32))
     artifacts = _run(Subject.from_model(model, inputs, torch.arange(6) % 10, task=task))
     assert len(artifacts) == 8 and "8 of 20 conv layers" in artifacts[0].caption
-    assert all(artifact.data["maps"].shape[:2] == (3, min(64, artifact.summary["num_channels"])) for artifact in artifacts)
+    assert all(
+        artifact.data["maps"].shape[:2] == (3, min(64, artifact.summary["num_channels"])) for artifact in artifacts
+    )
     last = artifacts[-1]
     assert last.layer == "layer4.1.conv2" and "64 strongest (mean |output|) of 512 channels" in last.caption
 

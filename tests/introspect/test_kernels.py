@@ -30,7 +30,13 @@ def numpy_weight(subject: Subject, name: str) -> np.ndarray:
 
 def test_kernel_grids_passes_conformance_check() -> None:
     statuses = check_analyzer(kernel_grids)
-    assert statuses == {"scalar_regression": "skipped", "dense_image": "skipped", "conv_gray": "ok", "conv_rgb": "ok", "weights_only": "ok"}
+    assert statuses == {
+        "scalar_regression": "skipped",
+        "dense_image": "skipped",
+        "conv_gray": "ok",
+        "conv_rgb": "ok",
+        "weights_only": "ok",
+    }
 
 
 def test_linear_receptive_fields_passes_conformance_check() -> None:
@@ -80,14 +86,20 @@ def test_kernel_grids_keeps_the_strongest_kernels_when_capped() -> None:
 def test_kernel_grids_reports_drift_from_initial_kernels() -> None:
     subject = conv_image_subject(channels=1)
     generator = torch.Generator().manual_seed(3)
-    initial = {name: tensor + 0.05 * torch.randn(tensor.shape, generator=generator) for name, tensor in subject.weights.items()}
+    initial = {
+        name: tensor + 0.05 * torch.randn(tensor.shape, generator=generator) for name, tensor in subject.weights.items()
+    }
     subject = dataclasses.replace(subject, initial_weights=initial)
     artifacts = run(kernel_grids, subject).artifacts
     for artifact, name in zip(artifacts, ("0.weight", "3.weight")):
         final, start = numpy_weight(subject, name), initial[name].double().numpy()
         assert artifact.summary["drift_norm"] == pytest.approx(np.linalg.norm(final - start))
-        assert artifact.summary["relative_drift"] == pytest.approx(np.linalg.norm(final - start) / np.linalg.norm(start))
-        np.testing.assert_allclose(artifact.data["kernel_drift"], np.linalg.norm((final - start).reshape(len(final), -1), axis=1))
+        assert artifact.summary["relative_drift"] == pytest.approx(
+            np.linalg.norm(final - start) / np.linalg.norm(start)
+        )
+        np.testing.assert_allclose(
+            artifact.data["kernel_drift"], np.linalg.norm((final - start).reshape(len(final), -1), axis=1)
+        )
         assert [axes.get_title() for axes in artifact.figure.axes[:3]] == ["initial", "final", "final - initial"]
         assert "Drift" in artifact.caption
 
@@ -117,7 +129,9 @@ def test_kernel_grids_skips_a_network_without_convolutions() -> None:
 
 def test_kernel_grids_on_resnet18_weights_keeps_figure_count_bounded() -> None:
     model = torchvision.models.resnet18(num_classes=10)
-    subject = Subject(weights=parameters_of(model), task=Task(kind="classification", input_shape=(3, 32, 32), image_shape=(3, 32, 32)))
+    subject = Subject(
+        weights=parameters_of(model), task=Task(kind="classification", input_shape=(3, 32, 32), image_shape=(3, 32, 32))
+    )
     artifacts = run(kernel_grids, subject).artifacts
     assert len(artifacts) == MAX_CONV_LAYERS
     assert all(artifact.summary["num_shown"] <= MAX_KERNELS for artifact in artifacts)

@@ -115,8 +115,20 @@ def test_the_probe_check_is_covered_by_the_timeout(tmp_path: Path) -> None:
 
 def test_loading_past_the_timeout_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     checkpoint, probe = _swallowing_checkpoint(tmp_path)
-    args = ["analyze", str(checkpoint), "-a", "weight_histograms", "--arch", ARCH,
-            "--probe", str(probe), "--timeout", "1", "-o", str(tmp_path / "gallery")]
+    args = [
+        "analyze",
+        str(checkpoint),
+        "-a",
+        "weight_histograms",
+        "--arch",
+        ARCH,
+        "--probe",
+        str(probe),
+        "--timeout",
+        "1",
+        "-o",
+        str(tmp_path / "gallery"),
+    ]
     code, err = exit_code_of(args, capsys)
     expected = f"introspect: error: {checkpoint}: did not finish loading within --timeout 1 s"
     assert code == 2 and err.strip().splitlines() == [expected]
@@ -163,8 +175,13 @@ def run_script(body: str, folder: Path, timeout: float = 120) -> tuple[subproces
     """
     script = folder / "script.py"
     script.write_text(textwrap.dedent(body), encoding="utf-8")
-    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     started = None
     for line in process.stdout:
         if line.startswith("START"):
@@ -185,7 +202,9 @@ WATCHDOG_PROLOGUE = """
 
 def test_a_scripted_infinite_loop_is_ended_with_exit_code_2(tmp_path: Path) -> None:
     # TorchScript runs the loop in C++: no signal handler runs, but the watchdog thread does.
-    process, seconds = run_script(WATCHDOG_PROLOGUE + """
+    process, seconds = run_script(
+        WATCHDOG_PROLOGUE
+        + """
     class Loop(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             while True:
@@ -195,18 +214,24 @@ def test_a_scripted_infinite_loop_is_ended_with_exit_code_2(tmp_path: Path) -> N
     print("START", flush=True)
     introspect.analyze(model, torch.randn(4, 2), torch.tensor([0, 1, 0, 1]), analyzers=["confusion_matrix"], timeout=1)
     print("not stopped", flush=True)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert process.returncode == 2, process.stderr
     assert seconds < 1 + 1 + SLACK and "not stopped" not in process.stdout
     lines = [line for line in process.stderr.splitlines() if line.startswith("introspect:")]
-    expected = ("introspect: error: the analyzer confusion_matrix was still running 1 s after --timeout 1 s "
-                "(native code that cannot be interrupted); stopped")
+    expected = (
+        "introspect: error: the analyzer confusion_matrix was still running 1 s after --timeout 1 s "
+        "(native code that cannot be interrupted); stopped"
+    )
     assert lines == [expected]
 
 
 def test_c_code_holding_the_gil_is_killed_by_the_watchdog_process(tmp_path: Path) -> None:
     # sum() over an endless C iterator holds the GIL and checks no signals: only another process can stop it.
-    process, seconds = run_script(WATCHDOG_PROLOGUE + """
+    process, seconds = run_script(
+        WATCHDOG_PROLOGUE
+        + """
     import itertools
     class Stuck(torch.nn.Module):
         def __init__(self):
@@ -216,7 +241,9 @@ def test_c_code_holding_the_gil_is_killed_by_the_watchdog_process(tmp_path: Path
             return sum(itertools.repeat(0))
     print("START", flush=True)
     introspect.analyze(Stuck(), torch.randn(4, 2), analyzers=["model_summary"], timeout=1)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert process.returncode == -signal.SIGKILL, process.stderr
     assert seconds < 1 + 1 + 1 + SLACK
     assert "the analyzer model_summary was still running" in process.stderr
@@ -224,7 +251,9 @@ def test_c_code_holding_the_gil_is_killed_by_the_watchdog_process(tmp_path: Path
 
 @pytest.mark.slow
 def test_the_watchdog_removes_the_staging_folder_when_it_ends_the_process(tmp_path: Path) -> None:
-    process, _ = run_script(WATCHDOG_PROLOGUE + f"""
+    process, _ = run_script(
+        WATCHDOG_PROLOGUE
+        + f"""
     import itertools
     from matplotlib.figure import Figure
     def stuck(self, *args, **kwargs):
@@ -235,7 +264,9 @@ def test_the_watchdog_removes_the_staging_folder_when_it_ends_the_process(tmp_pa
     print("START", flush=True)
     model, inputs, out = torch.nn.Linear(2, 2), torch.randn(4, 2), {str(tmp_path / "g")!r}
     introspect.analyze(model, inputs, analyzers=["weight_histograms"], out_dir=out, timeout=2)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert process.returncode == -signal.SIGKILL, process.stderr
     assert "writing the gallery" in process.stderr
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".g.tmp")] and not (tmp_path / "g").exists()
@@ -247,8 +278,14 @@ def test_the_watchdog_removes_the_staging_folder_when_it_ends_the_process(tmp_pa
 
 def run_cli(*args: str) -> tuple[subprocess.CompletedProcess, float]:
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "introspect", *args], capture_output=True, text=True, timeout=90,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "introspect", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        check=False,
+    )
     return result, time.monotonic() - start
 
 
@@ -375,8 +412,8 @@ def test_short_label_keeps_short_names_and_cuts_long_ones_on_one_line() -> None:
 def noisy(subject, /):
     """Warns the way numpy and torch do."""
     np.log(np.zeros(1))
-    warnings.warn("a torch-style notice", UserWarning)
-    warnings.warn("a torch-style notice", UserWarning)
+    warnings.warn("a torch-style notice", UserWarning)  # noqa: B028 - warned twice from two places, as torch does
+    warnings.warn("a torch-style notice", UserWarning)  # noqa: B028
     return []
 
 

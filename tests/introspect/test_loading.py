@@ -21,7 +21,9 @@ def outputs_equal(first: torch.nn.Module, second: torch.nn.Module, inputs: torch
         return torch.equal(first.eval()(inputs), second.eval()(inputs))
 
 
-def test_introspect_checkpoint_rebuilds_the_model_with_identical_outputs(introspect_checkpoint: Path, test_model: torch.nn.Module) -> None:
+def test_introspect_checkpoint_rebuilds_the_model_with_identical_outputs(
+    introspect_checkpoint: Path, test_model: torch.nn.Module
+) -> None:
     subject = load_checkpoint(introspect_checkpoint, device="cpu")
     assert subject.metadata["format"] == "introspect-v1"
     assert subject.model is not None
@@ -54,21 +56,34 @@ def test_dataparallel_prefix_is_stripped_and_arch_rebuilds(tmp_path: Path, test_
     path = tmp_path / "dp.pt"
     torch.save({"state_dict": {f"module.{k}": v for k, v in test_model.state_dict().items()}}, path)
     subject = load_checkpoint(
-        path, arch="introspect.testing:build_test_network", arch_kwargs={"config": {"sizes": [4, 8, 6, 3]}}, input_shape=(4,), device="cpu"
+        path,
+        arch="introspect.testing:build_test_network",
+        arch_kwargs={"config": {"sizes": [4, 8, 6, 3]}},
+        input_shape=(4,),
+        device="cpu",
     )
     assert outputs_equal(subject.model, test_model, torch.ones(2, 4))
     assert subject.probe_is_synthetic and subject.probe_inputs.shape == (16, 4)
 
 
-def test_lightning_prefix_is_stripped_when_the_architecture_needs_it(tmp_path: Path, test_model: torch.nn.Module) -> None:
+def test_lightning_prefix_is_stripped_when_the_architecture_needs_it(
+    tmp_path: Path, test_model: torch.nn.Module
+) -> None:
     path = tmp_path / "lightning.ckpt"
     state = {f"model.{k}": v for k, v in test_model.state_dict().items()}
     torch.save({"state_dict": state, "pytorch-lightning_version": "2.4.0", "hyper_parameters": {"lr": 0.01}}, path)
-    subject = load_checkpoint(path, arch="introspect.testing:build_test_network", arch_kwargs={"config": {"sizes": [4, 8, 6, 3]}}, device="cpu")
+    subject = load_checkpoint(
+        path,
+        arch="introspect.testing:build_test_network",
+        arch_kwargs={"config": {"sizes": [4, 8, 6, 3]}},
+        device="cpu",
+    )
     assert outputs_equal(subject.model, test_model, torch.ones(3, 4))
 
 
-def test_torchscript_archive_yields_weights_only_without_trust_code(tmp_path: Path, test_model: torch.nn.Module) -> None:
+def test_torchscript_archive_yields_weights_only_without_trust_code(
+    tmp_path: Path, test_model: torch.nn.Module
+) -> None:
     path = tmp_path / "scripted.pt"
     torch.jit.save(torch.jit.script(test_model), str(path))
     subject = load_checkpoint(path, device="cpu")
@@ -76,7 +91,9 @@ def test_torchscript_archive_yields_weights_only_without_trust_code(tmp_path: Pa
     assert all(torch.equal(subject.weights[name], value) for name, value in test_model.state_dict().items())
 
 
-def test_torchscript_archive_loads_with_a_working_forward_with_trust_code(tmp_path: Path, test_model: torch.nn.Module) -> None:
+def test_torchscript_archive_loads_with_a_working_forward_with_trust_code(
+    tmp_path: Path, test_model: torch.nn.Module
+) -> None:
     path = tmp_path / "scripted.pt"
     torch.jit.save(torch.jit.script(test_model), str(path))
     subject = load_checkpoint(path, device="cpu", trust_code=True)
@@ -173,7 +190,9 @@ def test_missing_file_is_reported(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "absent.pt", device="cpu")
 
 
-def test_newer_format_version_asks_for_an_upgrade(tmp_path: Path, test_model: torch.nn.Module, registered_test_architecture: str) -> None:
+def test_newer_format_version_asks_for_an_upgrade(
+    tmp_path: Path, test_model: torch.nn.Module, registered_test_architecture: str
+) -> None:
     checkpoint = make_checkpoint(test_model, architecture=registered_test_architecture, config={}, task={})
     checkpoint[FORMAT_KEY] = 99
     path = save_checkpoint(tmp_path / "future.pt", checkpoint)
@@ -186,14 +205,18 @@ def test_shape_mismatch_names_the_layer(tmp_path: Path, registered_test_architec
     from introspect.testing import build_test_network
 
     wrong = build_test_network({"sizes": [4, 9, 6, 3]})
-    checkpoint = make_checkpoint(wrong, architecture=registered_test_architecture, config={"sizes": [4, 8, 6, 3]}, task={})
+    checkpoint = make_checkpoint(
+        wrong, architecture=registered_test_architecture, config={"sizes": [4, 8, 6, 3]}, task={}
+    )
     path = save_checkpoint(tmp_path / "mismatch.pt", checkpoint)
     with pytest.raises(CheckpointError, match=r"0\.weight is \(9, 4\) but the model wants \(8, 4\)"):
         load_checkpoint(path, device="cpu")
 
 
 def test_unknown_architecture_key_falls_back_to_weights(tmp_path: Path, test_model: torch.nn.Module) -> None:
-    checkpoint = make_checkpoint(test_model, architecture="no-such-network", config={}, task=Task(input_shape=(4,)).to_dict())
+    checkpoint = make_checkpoint(
+        test_model, architecture="no-such-network", config={}, task=Task(input_shape=(4,)).to_dict()
+    )
     path = save_checkpoint(tmp_path / "unknown.pt", checkpoint)
     subject = load_checkpoint(path, device="cpu")
     assert subject.model is None

@@ -55,8 +55,12 @@ def test_confusion_matrix_equals_sklearn_row_normalized() -> None:
     subject, predictions = noisy_classifier()
     labels = subject.probe_labels.numpy()
     artifact = run(confusion_matrix, subject).artifacts[0]
-    np.testing.assert_array_equal(artifact.data["counts"], metrics.confusion_matrix(labels, predictions, labels=range(4)))
-    np.testing.assert_allclose(artifact.data["normalized"], metrics.confusion_matrix(labels, predictions, labels=range(4), normalize="true"))
+    np.testing.assert_array_equal(
+        artifact.data["counts"], metrics.confusion_matrix(labels, predictions, labels=range(4))
+    )
+    np.testing.assert_allclose(
+        artifact.data["normalized"], metrics.confusion_matrix(labels, predictions, labels=range(4), normalize="true")
+    )
     assert artifact.summary["accuracy"] == pytest.approx(metrics.accuracy_score(labels, predictions))
     recall = metrics.recall_score(labels, predictions, average=None, labels=range(4))
     assert list(artifact.summary["per_class_accuracy"].values()) == pytest.approx(recall)
@@ -67,7 +71,9 @@ def test_confusion_matrix_equals_sklearn_row_normalized() -> None:
 def test_confusion_matrix_leaves_a_class_without_samples_blank() -> None:
     subject, _ = noisy_classifier()
     keep = subject.probe_labels != 2
-    subject = Subject.from_model(subject.model, subject.probe_inputs[keep], subject.probe_labels[keep], task=subject.task)
+    subject = Subject.from_model(
+        subject.model, subject.probe_inputs[keep], subject.probe_labels[keep], task=subject.task
+    )
     artifact = run(confusion_matrix, subject).artifacts[0]
     assert np.isnan(artifact.data["normalized"][2]).all()
     assert artifact.summary["per_class_accuracy"]["bird"] is None
@@ -120,7 +126,9 @@ def test_model_summary_of_resnet18_separates_frozen_parameters_and_repeated_call
     model = torchvision.models.resnet18(num_classes=10)
     for parameter in (*model.conv1.parameters(), *model.bn1.parameters()):
         parameter.requires_grad_(False)
-    subject = Subject.from_model(model, torch.rand(2, 3, 32, 32), task=Task(input_shape=(3, 32, 32), image_shape=(3, 32, 32)))
+    subject = Subject.from_model(
+        model, torch.rand(2, 3, 32, 32), task=Task(input_shape=(3, 32, 32), image_shape=(3, 32, 32))
+    )
     layers, totals = run(model_summary, subject).artifacts
     frozen = model.conv1.weight.numel() + sum(p.numel() for p in model.bn1.parameters())
     assert totals.summary["total_params"] == sum(p.numel() for p in model.parameters()) == 11_181_642

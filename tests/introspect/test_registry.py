@@ -29,7 +29,9 @@ def not_decorated(subject):
 
 
 def fake_entry_points(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
-    points = [metadata.EntryPoint(name=name, value=value, group="introspect.analyzers") for name, value in values.items()]
+    points = [
+        metadata.EntryPoint(name=name, value=value, group="introspect.analyzers") for name, value in values.items()
+    ]
     monkeypatch.setattr(metadata, "entry_points", lambda group=None: points if group == "introspect.analyzers" else [])
 
 
@@ -79,7 +81,10 @@ def test_unknown_name_suggests_close_matches() -> None:
 def test_select_all_minus_excluded_keeps_registry_order() -> None:
     registry = Registry([spec_of(fresh_analyzer), spec_of(weight_histograms)])
     assert [s.name for s in registry.select(select_all=True, exclude=["fresh_analyzer"])] == ["weight_histograms"]
-    assert [s.name for s in registry.select(["weight_histograms", "fresh_analyzer"])] == ["fresh_analyzer", "weight_histograms"]
+    assert [s.name for s in registry.select(["weight_histograms", "fresh_analyzer"])] == [
+        "fresh_analyzer",
+        "weight_histograms",
+    ]
 
 
 def test_decorator_requires_docstring_and_snake_case() -> None:

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from introspect.api import analyze
 from introspect.errors import CheckpointError
-from introspect.report import write_gallery
 from introspect.loading import load_checkpoint
 from introspect.registry import Registry
+from introspect.report import write_gallery
 from introspect.testing import dense_image_subject
 
 INTERRUPTED_RUN = textwrap.dedent(
@@ -49,13 +49,20 @@ INTERRUPTED_RUN = textwrap.dedent(
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGKILL])
-def test_a_run_killed_while_writing_leaves_the_previous_gallery(introspect_checkpoint: Path, tmp_path: Path, stop_signal: int) -> None:
+def test_a_run_killed_while_writing_leaves_the_previous_gallery(
+    introspect_checkpoint: Path, tmp_path: Path, stop_signal: int
+) -> None:
     target = tmp_path / "gallery"
     write_gallery(dense_image_subject(), [], [], target)  # --force replaces only an earlier gallery
     (target / "index.html").write_text("previous gallery")
     marker = tmp_path / "writing"
     env = {**os.environ, "INTROSPECT_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    process = subprocess.Popen([sys.executable, "-c", INTERRUPTED_RUN, str(introspect_checkpoint), str(marker), str(target)], env=env, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_RUN, str(introspect_checkpoint), str(marker), str(target)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -95,7 +102,12 @@ def test_nan_and_inf_weights_still_analyzed_and_said(tmp_path: Path, test_model:
     state["0.weight"][0, 0] = float("nan")
     state["2.weight"][1, 1] = float("inf")
     torch.save(state, tmp_path / "nan.pt")
-    report = analyze(tmp_path / "nan.pt", analyzers=["weight_histograms"], registry=Registry.default(load_plugins=False), device="cpu")
+    report = analyze(
+        tmp_path / "nan.pt",
+        analyzers=["weight_histograms"],
+        registry=Registry.default(load_plugins=False),
+        device="cpu",
+    )
     result = report.result("weight_histograms")
     assert result.status == "ok"
     caption = " ".join(artifact.caption for artifact in result.artifacts)
@@ -104,7 +116,9 @@ def test_nan_and_inf_weights_still_analyzed_and_said(tmp_path: Path, test_model:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_fuzzed_files_load_or_fail_with_a_checkpoint_error(introspect_checkpoint: Path, tmp_path: Path, data: st.DataObject) -> None:
+def test_fuzzed_files_load_or_fail_with_a_checkpoint_error(
+    introspect_checkpoint: Path, tmp_path: Path, data: st.DataObject
+) -> None:
     """Random bytes, and valid checkpoints with bytes flipped, cut or inserted: never a crash."""
     original = introspect_checkpoint.read_bytes()
     mode = data.draw(st.sampled_from(["random", "flip", "cut", "insert"]))
@@ -113,7 +127,11 @@ def test_fuzzed_files_load_or_fail_with_a_checkpoint_error(introspect_checkpoint
     else:
         position = data.draw(st.integers(0, len(original) - 1))
         if mode == "flip":
-            content = original[:position] + bytes([original[position] ^ data.draw(st.integers(1, 255))]) + original[position + 1 :]
+            content = (
+                original[:position]
+                + bytes([original[position] ^ data.draw(st.integers(1, 255))])
+                + original[position + 1 :]
+            )
         elif mode == "cut":
             content = original[:position]
         else:

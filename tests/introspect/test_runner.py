@@ -44,7 +44,9 @@ def test_failure_is_recorded_and_the_rest_still_run() -> None:
     subject = dense_image_subject()
     specs = [spec_of(f) for f in (exploding, self_skipping, wrong_type, grad_leaker)]
     progress = []
-    results = run_analyzers(subject, specs, progress=lambda done, total, result: progress.append((done, total, result.status)))
+    results = run_analyzers(
+        subject, specs, progress=lambda done, total, result: progress.append((done, total, result.status))
+    )
     assert [(r.name, r.status) for r in results] == [
         ("exploding", "failed"),
         ("self_skipping", "skipped"),

@@ -39,12 +39,18 @@ def run_limited(*args: str, timeout: float = 120) -> subprocess.CompletedProcess
 
     return subprocess.run(
         [sys.executable, "-c", "from introspect.cli import main; main()", *args],
-        capture_output=True, text=True, timeout=timeout, preexec_fn=limit, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=limit,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
 
 
 @pytest.mark.parametrize("name", ["evil.pt2", "evil-renamed.pt"])
-def test_pickled_export_weight_is_refused_by_name_and_never_runs(tmp_path: Path, name: str, capsys: pytest.CaptureFixture) -> None:
+def test_pickled_export_weight_is_refused_by_name_and_never_runs(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture
+) -> None:
     proof = tmp_path / "PWNED"
     path = payloads.pickled_weight_pt2(tmp_path, proof, name)
     code, out, _ = exit_code_of(["info", str(path)], capsys)
@@ -101,7 +107,9 @@ def test_torchscript_weights_match_what_torch_jit_load_reads(tmp_path: Path) -> 
     from introspect.budget import Budget
     from introspect.readers.torchscript import read_scripted_weights
 
-    model = torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8, 3)))
+    model = torch.jit.script(
+        torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8, 3))
+    )
     model.save(str(tmp_path / "s.pt"))
     read = read_scripted_weights(tmp_path / "s.pt", Budget())
     expected = dict(torch.jit.load(str(tmp_path / "s.pt")).state_dict())
@@ -114,7 +122,9 @@ def test_trust_code_runs_torchscript(tmp_path: Path) -> None:
 
     proof = tmp_path / "users-file"
     proof.write_bytes(b"untouched")
-    subject = load_checkpoint(payloads.file_writing_torchscript(tmp_path, proof), trust_code=True, input_shape=(4,), device="cpu")
+    subject = load_checkpoint(
+        payloads.file_writing_torchscript(tmp_path, proof), trust_code=True, input_shape=(4,), device="cpu"
+    )
     subject.model(subject.probe_inputs)
     assert proof.read_bytes() == b"A" * 8 + b"d"  # the flag unlocks exactly this
 
@@ -154,7 +164,9 @@ def test_entries_beyond_max_memory_are_refused(tmp_path: Path, capsys: pytest.Ca
         (lambda: torch.randn(3, 3, dtype=torch.complex64), "complex64"),
     ],
 )
-def test_weights_that_cannot_be_analyzed_are_named(tmp_path: Path, weight, message: str, capsys: pytest.CaptureFixture) -> None:
+def test_weights_that_cannot_be_analyzed_are_named(
+    tmp_path: Path, weight, message: str, capsys: pytest.CaptureFixture
+) -> None:
     path = tmp_path / "odd.pt"
     torch.save({"layer.weight": weight()}, path)
     code, _, err = exit_code_of(["info", str(path)], capsys)

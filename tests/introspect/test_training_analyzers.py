@@ -48,11 +48,16 @@ def regression_subject(metrics: dict | None = None) -> tuple[Subject, torch.nn.M
     train_x = torch.rand(30, generator=generator) * 10 - 5
     test_x = torch.rand(20, generator=generator) * 10 - 5
     true_x = torch.linspace(-5, 5, 101)
-    extras = {"regression": {
-        "train_inputs": train_x, "train_targets": torch.sin(train_x) + 0.1 * torch.randn(30, generator=generator),
-        "test_inputs": test_x, "test_targets": torch.sin(test_x) + 0.1 * torch.randn(20, generator=generator),
-        "true_inputs": true_x, "true_outputs": torch.sin(true_x),
-    }}
+    extras = {
+        "regression": {
+            "train_inputs": train_x,
+            "train_targets": torch.sin(train_x) + 0.1 * torch.randn(30, generator=generator),
+            "test_inputs": test_x,
+            "test_targets": torch.sin(test_x) + 0.1 * torch.randn(20, generator=generator),
+            "true_inputs": true_x,
+            "true_outputs": torch.sin(true_x),
+        }
+    }
     metadata = {"extras": extras, "best_state_dict": best.state_dict(), "metrics": dict(metrics or {})}
     return dataclasses.replace(subject, metadata=metadata), best
 
@@ -125,13 +130,21 @@ def test_regression_fit_computes_test_mse_of_final_and_best_states() -> None:
     artifact = run(regression_fit, subject).artifacts[0]
     test = subject.metadata["extras"]["regression"]
     assert artifact.summary["split"] == "test"
-    assert artifact.summary["final_mse"] == pytest.approx(direct_mse(subject.model, test["test_inputs"], test["test_targets"]), rel=1e-6)
-    assert artifact.summary["best_mse"] == pytest.approx(direct_mse(best, test["test_inputs"], test["test_targets"]), rel=1e-6)
+    assert artifact.summary["final_mse"] == pytest.approx(
+        direct_mse(subject.model, test["test_inputs"], test["test_targets"]), rel=1e-6
+    )
+    assert artifact.summary["best_mse"] == pytest.approx(
+        direct_mse(best, test["test_inputs"], test["test_targets"]), rel=1e-6
+    )
     assert artifact.summary["best_mse"] != pytest.approx(artifact.summary["final_mse"])
     grid = torch.linspace(-5, 5, 400)
     with torch.no_grad():
-        np.testing.assert_allclose(artifact.data["final_outputs"], subject.model(grid[:, None]).squeeze(1).numpy(), rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(artifact.data["best_outputs"], best(grid[:, None]).squeeze(1).numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            artifact.data["final_outputs"], subject.model(grid[:, None]).squeeze(1).numpy(), rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            artifact.data["best_outputs"], best(grid[:, None]).squeeze(1).numpy(), rtol=1e-5, atol=1e-6
+        )
     for name, tensor in subject.model.state_dict().items():
         assert torch.equal(tensor, before[name]), f"{name} was changed by loading the best state"
 

@@ -417,4 +417,3 @@ def test_files_asking_for_gigabytes_are_refused_under_a_memory_limit(tmp_path: P
         assert result["seconds"] < 60, result
     for result in attacks[:2]:  # without --max-memory: refused by the budget, or by the shape check on a big machine
         assert "more than the memory budget" in result["err"] or "do not fit" in result["err"]
-
