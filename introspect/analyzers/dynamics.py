@@ -171,7 +171,7 @@ def activation_health(
 
     A ReLU-like unit (a conv channel counts as one unit) is dead when its output is <= 0 for
     every probe input and position: it passes no signal and gets no gradient. A sigmoid, tanh
-    or hardtanh unit is saturated when at least ``min_share`` of its values lie within ``eps``
+    or hardtanh unit is saturated when (by default) at least 90% of its values lie within 0.01
     of a bound, where its gradient vanishes. Histograms (log counts) show each layer's spread.
     """
     kinds = activation_layers(subject.model)

@@ -76,8 +76,8 @@ def weight_histograms(
     Each panel shows how a layer's weights (and its biases, in orange) are spread. Weights
     piled near zero are barely used; very wide or lopsided spreads can signal exploding or
     badly initialized layers. Non-finite values are counted and left out of the histogram.
-    Models with more than ``max_layers`` layers get that many panels (evenly spaced) and a
-    table of every tensor's numbers.
+    A model with more than 36 layers gets 36 panels, evenly spaced, and a table of every
+    tensor's numbers.
     """
     layers = group_by_layer(dict(subject.weights))
     layer_names = list(layers)
