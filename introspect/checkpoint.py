@@ -114,7 +114,7 @@ def sniff_format(path: Path) -> str:
     return sniff_kind(Path(path))
 
 
-def read_safely(path: Path, budget: Budget | None = None) -> Any:
+def read_safely(path: Path, budget: Budget | None = None, kind: str | None = None) -> Any:
     """A ``torch.save`` file, its sizes checked against ``budget``, then ``torch.load(weights_only=True)``.
 
     Raises:
@@ -122,7 +122,8 @@ def read_safely(path: Path, budget: Budget | None = None) -> Any:
             one sentence naming the file.
     """
     path = Path(path)
-    return read_torch_file(path, sniff_kind(path), budget or Budget())
+    # A caller that sniffed already passes the kind: sniffing a big zip parses its whole directory.
+    return read_torch_file(path, kind or sniff_kind(path), budget or Budget())
 
 
 def read_trusting(path: Path) -> Any:

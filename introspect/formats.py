@@ -40,14 +40,14 @@ def read_parts(path: Path, kind: str, options: LoadOptions) -> Parts:
     elif kind == "export":
         parts = _exported_parts(path, options)
     else:
-        parts = _pickled_parts(path, options)
+        parts = _pickled_parts(path, kind, options)
     parts.state_dict = {name: check_loaded_tensor(name, tensor, str(path)) for name, tensor in parts.state_dict.items()}
     return parts
 
 
-def _pickled_parts(path: Path, options: LoadOptions) -> Parts:
+def _pickled_parts(path: Path, kind: str, options: LoadOptions) -> Parts:
     try:
-        payload = read_safely(path, options.budget)
+        payload = read_safely(path, options.budget, kind)
     except BudgetError:
         raise
     except CheckpointError:

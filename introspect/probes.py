@@ -93,8 +93,7 @@ def read_probe(probe: Any, budget: Budget | None = None) -> tuple[torch.Tensor, 
         payload: Any = probe
     else:
         probe_path = Path(probe)
-        sniff_format(probe_path)
-        payload = read_safely(probe_path, budget)
+        payload = read_safely(probe_path, budget, sniff_format(probe_path))
     labels = None
     if isinstance(payload, Mapping):
         inputs, labels = payload.get("inputs"), payload.get("labels")

@@ -31,12 +31,12 @@ class Stub:
 
     qualname = "?"
 
-    def __init__(self, *args: Any) -> None:
-        self.args = args
-        self.state: Any = None
-        self.items: list[Any] = []
+    args: tuple[Any, ...]
+    state: Any
+    items: list[Any]
 
-    def __new__(cls, *args: Any) -> Stub:  # NEWOBJ passes the constructor's arguments here
+    # Both REDUCE (``cls(*args)``) and NEWOBJ (``cls.__new__(cls, *args)``) arrive here.
+    def __new__(cls, *args: Any) -> Stub:
         instance = super().__new__(cls)
         instance.args = args
         instance.state = None

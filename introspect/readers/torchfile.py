@@ -64,7 +64,7 @@ def check_legacy_pickle(path: Path, budget: Budget) -> None:
     """The legacy format declares each storage's size before its bytes: check them all first."""
     with open(path, "rb") as handle:
         for _ in range(_LEGACY_PREAMBLE):
-            _load_stub(handle, path, budget)
+            _load_stub(handle, path)
         main = StubUnpickler(handle)
         try:
             root = main.load()
@@ -80,7 +80,7 @@ def check_legacy_pickle(path: Path, budget: Budget) -> None:
     check_views(scan.tensors, declared, budget, str(path))
 
 
-def _load_stub(handle: IO[bytes], path: Path, budget: Budget) -> Any:
+def _load_stub(handle: IO[bytes], path: Path) -> Any:
     try:
         return StubUnpickler(handle).load()
     except Exception as error:
