@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 def kernel_grid_rows(sizes: Sizes, folder: Path) -> list[Row]:
     """``kernel_grid``: ``kernel_grids`` on ResNet18 against one matplotlib subplot per kernel."""
-    from introspect.analyzers.kernels import conv_layers, kernel_grids
+    from introspect.analyzers.weight_images import conv_layers, kernel_grids
     from introspect.subject import Subject
 
     subject = Subject.from_model(fixtures.resnet("resnet18"), fixtures.images(2, (3, 32, 32)))
@@ -130,7 +130,7 @@ def output_curve(subject: Subject, points: int = 400) -> tuple[np.ndarray, np.nd
     """The network's output over the domain, as the sweep's backdrop shows it."""
     import torch
 
-    from introspect.analyzers.dynamics import scalar_domain
+    from introspect.analyzers._shared import scalar_domain
 
     low, high = scalar_domain(subject)
     x = np.linspace(low, high, points)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from introspect.analyzers.kernels import MAX_KERNELS
+from introspect.analyzers.weight_images import MAX_KERNELS
 from introspect.describe import architecture_name, parameter_counts
 from introspect.history import best_epoch, best_index
 

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from introspect._lazy import lazy_import
+from introspect.analyzers._shared import evenly_spaced, interesting_layers
 from introspect.artifacts import MAX_TABLE_ROWS, Artifact
-from introspect.capture import capture_activations, leaf_layers
+from introspect.capture import capture_activations
 from introspect.needs import Needs
 from introspect.plotting import bounded_text, new_figure, short_label
 from introspect.spec import analyzer
@@ -19,32 +20,17 @@ POSITION = 2
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
     from introspect.subject import Subject
 else:
     torch = lazy_import("torch")
 
-PASS_THROUGH_LAYERS = ("Dropout", "Dropout1d", "Dropout2d", "Flatten", "Identity", "Unflatten")
 MAX_LAYER_FIGURES = 24
 #: Axes over all figures: a dense layer's figure has one per probe input drawn (up to 4), so a
 #: deep dense network gets fewer figures; drawing is what costs time on a model of 5,000 layers.
 MAX_PANELS = 48
 MAX_STEM_UNITS = 256
 MAX_STEM_INPUTS = 4
-
-
-def interesting_layers(model: nn.Module) -> list[str]:
-    """Leaf layers whose output says something new (not dropout, flatten or identity)."""
-    return [name for name, module in leaf_layers(model) if type(module).__name__ not in PASS_THROUGH_LAYERS]
-
-
-def evenly_spaced(items: list[str], limit: int) -> list[str]:
-    """At most ``limit`` items, spread evenly over ``items`` and keeping the first and last."""
-    if len(items) <= limit:
-        return items
-    indices = np.linspace(0, len(items) - 1, limit).round().astype(int)
-    return [items[index] for index in dict.fromkeys(indices)]
 
 
 def layer_statistics(output: torch.Tensor) -> dict:

@@ -12,10 +12,15 @@ import numpy as np
 
 from introspect._lazy import lazy_import
 from introspect.analyzers import _raster as raster
-from introspect.analyzers._shared import display_images
-from introspect.analyzers.activations import evenly_spaced, interesting_layers
-from introspect.analyzers.dynamics import activation_layers, curve_layers, scalar_domain
-from introspect.analyzers.images import strongest_channels
+from introspect.analyzers._shared import (
+    activation_layers,
+    curve_layers,
+    display_images,
+    evenly_spaced,
+    interesting_layers,
+    scalar_domain,
+    strongest_channels,
+)
 from introspect.artifacts import Artifact
 from introspect.capture import evaluation_mode, recording
 from introspect.errors import SkipAnalyzer

@@ -1,124 +1,16 @@
-"""Analyzers for image inputs: what each convolution layer's channels show for a few probes."""
+"""Moved to :mod:`introspect.analyzers.activation_maps`; this old import path works until the next release."""
 
-from __future__ import annotations
+import warnings
 
-import dataclasses
-from typing import TYPE_CHECKING
+from introspect.analyzers._shared import conv2d_layer_names as conv_layers  # noqa: F401
+from introspect.analyzers._shared import (  # noqa: F401
+    pick_images,
+    strongest_channels,
+)
+from introspect.analyzers.activation_maps import *  # noqa: F403
 
-import numpy as np
-
-from introspect._lazy import lazy_import
-from introspect.analyzers._shared import display_images
-from introspect.analyzers.activations import evenly_spaced
-from introspect.artifacts import Artifact
-from introspect.capture import capture_activations, leaf_layers
-from introspect.errors import SkipAnalyzer
-from introspect.needs import Needs
-from introspect.plotting import grid_shape, montage, new_figure, short_label, symmetric_limit
-from introspect.spec import analyzer
-
-#: Where this module's analyzers come in the gallery (see ``introspect.analyzers``).
-POSITION = 7
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
-
-    from introspect.subject import Subject
-else:
-    torch = lazy_import("torch")
-
-
-def pick_images(labels: torch.Tensor | None, count: int, limit: int) -> list[int]:
-    """Up to ``limit`` probe indices, one per class first when labels are known, then in order."""
-    chosen: list[int] = []
-    if labels is not None and labels.dim() == 1 and not labels.is_floating_point():
-        first_of_class = {}
-        for index, label in enumerate(labels.tolist()):
-            first_of_class.setdefault(label, index)
-        chosen = list(first_of_class.values())[:limit]
-    chosen += [index for index in range(count) if index not in chosen]
-    return sorted(chosen[:limit])
-
-
-def conv_layers(model: nn.Module) -> list[str]:
-    """Names of the 2-D convolution layers, in definition order."""
-    return [name for name, module in leaf_layers(model) if isinstance(module, torch.nn.Conv2d)]
-
-
-@analyzer(needs=Needs.FORWARD | Needs.IMAGE_INPUT)
-def feature_maps(
-    subject: Subject, /, *, max_images: int = 3, max_channels: int = 64, max_layers: int = 8
-) -> list[Artifact]:
-    """What each convolution layer's output channels show for a few probe images.
-
-    Each row is one probe image (shown on the left) and the output channels of the layer for
-    it, tiled as one montage on a shared diverging colour scale: red is positive, blue negative.
-    These are the conv outputs before normalization and activation.
-    """
-    layers = conv_layers(subject.model)
-    if not layers:
-        raise SkipAnalyzer("the model has no 2-D convolution layers")
-    indices = pick_images(subject.probe_labels, len(subject.probe_inputs), max_images)
-    inputs = subject.probe_inputs[indices]
-    shown = evenly_spaced(layers, max_layers)
-    outputs = capture_activations(subject.model, inputs.to(subject.device), shown)
-    images = display_images(subject, inputs)
-    artifacts = [
-        _feature_map_artifact(name, outputs[name], images, indices, max_channels)
-        for name in shown
-        if name in outputs and outputs[name].dim() == 4
-    ]
-    if artifacts and len(shown) < len(layers):
-        note = f" {len(shown)} of {len(layers)} conv layers are shown (evenly spaced)."
-        artifacts[0] = dataclasses.replace(artifacts[0], caption=artifacts[0].caption + note)
-    return artifacts
-
-
-def strongest_channels(maps: torch.Tensor, limit: int) -> np.ndarray:
-    """Indices (ascending) of the ``limit`` channels with the largest mean |output|."""
-    strength = maps.abs().double().mean(dim=(0, 2, 3))
-    count = min(limit, len(strength))
-    return np.sort(torch.topk(strength, count).indices.numpy())
-
-
-def _feature_map_artifact(
-    name: str, output: torch.Tensor, images: np.ndarray, indices: list[int], max_channels: int
-) -> Artifact:
-    channels = strongest_channels(output, max_channels)
-    maps = output[:, channels].double().numpy()
-    limit = symmetric_limit(maps)
-    columns = grid_shape(len(channels))[1]
-    tiles = [montage(maps[row], columns=columns) for row in range(len(maps))]
-    aspect = tiles[0].shape[1] / tiles[0].shape[0]
-    figure = new_figure(min(12.0, 2.0 + 3.2 * aspect), 3.2 * len(tiles))
-    axes_grid = figure.subplots(len(tiles), 2, squeeze=False, width_ratios=[1, max(1.0, 2 * aspect)])
-    for row, (image_axes, map_axes) in enumerate(axes_grid):
-        image_axes.imshow(images[row], interpolation="nearest")
-        image_axes.set_title(f"probe input {indices[row]}", fontsize=8)
-        drawn = map_axes.imshow(tiles[row], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-        for axes in (image_axes, map_axes):
-            axes.set_xticks([])
-            axes.set_yticks([])
-    figure.colorbar(drawn, ax=axes_grid[:, 1].tolist(), shrink=0.6)
-    figure.suptitle(f"{short_label(name)}: output channels {tuple(output.shape[1:])}", fontsize=10)
-    kept = (
-        f"the {len(channels)} strongest (mean |output|) of {output.shape[1]} channels, in channel order"
-        if len(channels) < output.shape[1]
-        else f"all {len(channels)} channels"
-    )
-    caption = f"Output of layer {name} for {len(indices)} probe images: {kept}, one shared colour scale (±{limit:.3g})."
-    summary = {
-        "num_channels": int(output.shape[1]),
-        "channels_shown": channels.tolist(),
-        "images": list(indices),
-        "limit": limit,
-    }
-    return Artifact(
-        name=f"maps-{name}",
-        caption=caption,
-        layer=name,
-        figure=figure,
-        data={"maps": maps, "channels": channels},
-        summary=summary,
-    )
+warnings.warn(
+    "introspect.analyzers.images moved to introspect.analyzers.activation_maps; it goes in the next release",
+    DeprecationWarning,
+    stacklevel=2,
+)

@@ -1,4 +1,4 @@
-"""Analyzers that need only the weights."""
+"""Analyzers of weight statistics, which need only the weights: value histograms and a table per tensor."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from introspect.analyzers._shared import evenly_spaced
 from introspect.analyzers._stats import shape_text, tensor_statistics
-from introspect.analyzers.activations import evenly_spaced
 from introspect.artifacts import MAX_TABLE_ROWS, Artifact
 from introspect.needs import Needs
 from introspect.plotting import bounded_text, new_figure, panel_grid, short_label

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from introspect.analyzers.kernels import (
+from introspect.analyzers.weight_images import (
     MAX_INPUT_CHANNELS,
     MAX_KERNELS,
     MAX_TILES,

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import introspect
+from introspect import analyzers
 
 PACKAGE_DIR = Path(introspect.__file__).parent
 MAX_MODULE_LINES = 400
@@ -141,3 +142,40 @@ def test_the_output_modules_stay_small() -> None:
         for function in _functions(ast.parse(source)):
             length = (function.end_lineno or function.lineno) - function.lineno + 1
             assert length <= MAX_FUNCTION_LINES, f"{name}.{function.name}: {length} lines"
+
+
+def test_analyzer_modules_import_only_the_private_helpers_not_each_other() -> None:
+    # Shared helpers live in analyzers/_shared.py (and the other _ modules), so a module can be
+    # moved or removed without breaking a sibling.
+    graph = import_graph(type_checking=True)
+    prefix = "introspect.analyzers."
+    moved = set(analyzers.MOVED)
+    for module, targets in graph.items():
+        short = module.removeprefix(prefix)
+        if not module.startswith(prefix) or short.startswith("_") or short in moved:
+            continue
+        siblings = {target.removeprefix(prefix) for target in targets if target.startswith(prefix)}
+        assert all(name.startswith("_") for name in siblings), (module, siblings)
+
+
+def test_analyzer_modules_are_named_by_mechanism() -> None:
+    mechanisms = ("weight", "activation", "attribution", "predictions", "training", "animations")
+    for name in module_files():
+        short = name.removeprefix("introspect.analyzers.")
+        if name.startswith("introspect.analyzers.") and not short.startswith("_") and short not in analyzers.MOVED:
+            assert short.startswith(mechanisms), name
+
+
+def test_old_analyzer_module_paths_still_import_with_a_deprecation_warning() -> None:
+    import importlib
+    import sys
+
+    import pytest
+
+    for old, new in analyzers.MOVED.items():
+        sys.modules.pop(f"introspect.analyzers.{old}", None)
+        with pytest.warns(DeprecationWarning, match=f"introspect.analyzers.{new}"):
+            shim = importlib.import_module(f"introspect.analyzers.{old}")
+        moved_to = importlib.import_module(f"introspect.analyzers.{new}")
+        public = [name for name, value in vars(moved_to).items() if callable(value) and not name.startswith("_")]
+        assert public and all(getattr(shim, name) is getattr(moved_to, name) for name in public), old

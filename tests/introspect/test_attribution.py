@@ -9,13 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from introspect.analyzers import _attribution, _shared, gradients, sanity
+from introspect.analyzers import _attribution, _shared, attribution, attribution_sanity
 from introspect.runner import run_one
 from introspect.spec import spec_of
 from introspect.subject import Subject, Task
 from introspect.testing import check_analyzer, conv_image_subject, dense_image_subject, scalar_regression_subject
 
-ANALYZERS = (gradients.input_saliency, gradients.grad_cam, gradients.occlusion, sanity.saliency_sanity)
+ANALYZERS = (
+    attribution.input_saliency,
+    attribution.grad_cam,
+    attribution.occlusion,
+    attribution_sanity.saliency_sanity,
+)
 MNIST_NORMALIZATION = {"mean": [0.1307], "std": [0.3081]}
 
 
@@ -73,7 +78,7 @@ def test_analyzer_passes_conformance_check(func) -> None:
 
 def test_saliency_equals_abs_gradient_of_target_logit_by_hand() -> None:
     subject = conv_image_subject(channels=1)
-    artifact = gradients.input_saliency(subject, methods=("saliency",))[0]
+    artifact = attribution.input_saliency(subject, methods=("saliency",))[0]
     indices = artifact.data["indices"]
     inputs = subject.probe_inputs[indices].clone().requires_grad_(True)
     targets = subject.probe_labels[indices]
@@ -85,7 +90,7 @@ def test_saliency_equals_abs_gradient_of_target_logit_by_hand() -> None:
 
 def test_rgb_saliency_maps_sum_the_three_channels() -> None:
     subject = conv_image_subject(channels=3)
-    artifact = gradients.input_saliency(subject, methods=("saliency",))[0]
+    artifact = attribution.input_saliency(subject, methods=("saliency",))[0]
     attributions = artifact.data["attributions"]
     assert attributions.shape[1:] == (3, 12, 12)
     np.testing.assert_allclose(artifact.data["maps"], attributions.sum(axis=1))
@@ -104,7 +109,7 @@ def test_batched_saliency_matches_a_direct_captum_call() -> None:
 
 def test_integrated_gradients_sum_to_score_difference_from_zero_baseline() -> None:
     subject = dense_image_subject()
-    artifact = gradients.input_saliency(subject, methods=("integrated_gradients",), n_steps=64)[0]
+    artifact = attribution.input_saliency(subject, methods=("integrated_gradients",), n_steps=64)[0]
     indices = artifact.data["indices"]
     model, inputs, targets = subject.model.eval(), subject.probe_inputs[indices], subject.probe_labels[indices]
     with torch.no_grad():
@@ -165,7 +170,7 @@ def test_analyzers_called_directly_leave_no_grad_hooks_or_mode_changes() -> None
 
 def test_scalar_input_derivative_equals_finite_differences() -> None:
     subject = scalar_regression_subject()
-    artifact = gradients.input_saliency(subject)[0]
+    artifact = attribution.input_saliency(subject)[0]
     x = torch.as_tensor(artifact.data["x"])
     model = subject.model.double().eval()
     step = 1e-4
@@ -186,7 +191,7 @@ def test_regression_on_images_attributes_the_single_output() -> None:
     inputs = torch.rand(5, 1, 8, 8)
     task = Task(kind="regression", input_shape=(1, 8, 8), image_shape=(1, 8, 8))
     subject = Subject.from_model(model, inputs, torch.rand(5, 1), task=task)
-    artifact = gradients.input_saliency(subject, methods=("saliency",))[0]
+    artifact = attribution.input_saliency(subject, methods=("saliency",))[0]
     x = inputs[artifact.data["indices"]].clone().requires_grad_(True)
     (gradient,) = torch.autograd.grad(model(x).sum(), x)
     np.testing.assert_allclose(artifact.data["attributions"], gradient.abs().double().numpy(), rtol=1e-5, atol=1e-9)
@@ -195,7 +200,7 @@ def test_regression_on_images_attributes_the_single_output() -> None:
 
 def test_occlusion_equals_score_drop_of_each_window_by_hand() -> None:
     subject = conv_image_subject(channels=1)
-    artifact = gradients.occlusion(subject, window=4, stride=4)[0]
+    artifact = attribution.occlusion(subject, window=4, stride=4)[0]
     index = int(artifact.data["indices"][0])
     image, target = subject.probe_inputs[index : index + 1], subject.probe_labels[index : index + 1]
     model = subject.model.eval()
@@ -214,7 +219,7 @@ def test_occlusion_equals_score_drop_of_each_window_by_hand() -> None:
 
 def test_occlusion_on_a_dense_net_slides_over_the_image_shape() -> None:
     subject = dense_image_subject()
-    artifact = gradients.occlusion(subject)[0]
+    artifact = attribution.occlusion(subject)[0]
     assert artifact.data["maps"].shape[1:] == (8, 8)
     assert np.isfinite(artifact.data["maps"]).all()
 
@@ -229,7 +234,7 @@ def test_occlusion_windows_cover_every_pixel_with_at_most_eleven_positions(side:
 
 def test_grad_cam_equals_gradient_weighted_channels_of_last_conv_by_hand() -> None:
     subject = conv_image_subject(channels=3)
-    artifact = gradients.grad_cam(subject)[0]
+    artifact = attribution.grad_cam(subject)[0]
     indices = artifact.data["indices"]
     model, inputs, targets = subject.model.eval(), subject.probe_inputs[indices], subject.probe_labels[indices]
     stored = {}
@@ -247,7 +252,7 @@ def test_grad_cam_equals_gradient_weighted_channels_of_last_conv_by_hand() -> No
 
 
 def test_grad_cam_skips_a_model_without_convolutions() -> None:
-    result = run_one(dense_image_subject(), spec_of(gradients.grad_cam))
+    result = run_one(dense_image_subject(), spec_of(attribution.grad_cam))
     assert result.status == "skipped" and "Conv2d" in result.reason
 
 
@@ -261,7 +266,7 @@ def test_probe_choice_takes_one_image_per_class_before_a_second() -> None:
 
 def test_work_cap_leaves_fewer_images_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_attribution, "WORK_BUDGET_MACS", 1.0)
-    artifacts = gradients.input_saliency(conv_image_subject(channels=1), methods=("saliency", "integrated_gradients"))
+    artifacts = attribution.input_saliency(conv_image_subject(channels=1), methods=("saliency", "integrated_gradients"))
     assert len(artifacts[0].data["indices"]) == 1
     assert "work cap" in artifacts[0].caption
     assert artifacts[1].summary["n_steps"] == 4
@@ -283,11 +288,11 @@ def test_rank_correlation_matches_scipy_spearman_with_ties() -> None:
     rng = np.random.default_rng(0)
     first, second = rng.integers(0, 5, size=(9, 9)).astype(float), rng.normal(size=(9, 9))
     second[:3] = 0.0
-    assert sanity.rank_correlation(first, second) == pytest.approx(
+    assert attribution_sanity.rank_correlation(first, second) == pytest.approx(
         spearmanr(first.ravel(), second.ravel()).statistic, abs=1e-12
     )
-    assert sanity.rank_correlation(first, first) == pytest.approx(1.0)
-    assert np.isnan(sanity.rank_correlation(first, np.zeros_like(first)))
+    assert attribution_sanity.rank_correlation(first, first) == pytest.approx(1.0)
+    assert np.isnan(attribution_sanity.rank_correlation(first, np.zeros_like(first)))
 
 
 def test_sobel_magnitude_matches_scipy_ndimage() -> None:
@@ -300,18 +305,18 @@ def test_sobel_magnitude_matches_scipy_ndimage() -> None:
             for image in images
         ]
     )
-    np.testing.assert_allclose(sanity.sobel_magnitude(images), expected, atol=1e-12)
+    np.testing.assert_allclose(attribution_sanity.sobel_magnitude(images), expected, atol=1e-12)
 
 
 def test_cut_points_keep_first_and_last_layer() -> None:
-    assert sanity.cut_points(3, 12) == [0, 1, 2, 3]
-    points = sanity.cut_points(107, 12)
+    assert attribution_sanity.cut_points(3, 12) == [0, 1, 2, 3]
+    points = attribution_sanity.cut_points(107, 12)
     assert points[:2] == [0, 1] and points[-1] == 107 and len(points) == 13
 
 
 def test_randomization_correlation_is_one_untouched_then_drops_on_trained_mnist_cnn(mnist_cnn_subject: Subject) -> None:
     before = {name: tensor.clone() for name, tensor in mnist_cnn_subject.model.state_dict().items()}
-    artifact = sanity.saliency_sanity(mnist_cnn_subject)[0]
+    artifact = attribution_sanity.saliency_sanity(mnist_cnn_subject)[0]
     spearman = artifact.data["spearman"]
     np.testing.assert_allclose(spearman[0], 1.0)
     mean = np.nanmean(spearman, axis=1)
@@ -329,7 +334,7 @@ def test_randomization_correlation_is_one_untouched_then_drops_on_trained_mnist_
 
 
 def test_saliency_on_trained_mnist_cnn_follows_the_digit(mnist_cnn_subject: Subject) -> None:
-    artifact = gradients.input_saliency(mnist_cnn_subject, methods=("integrated_gradients",))[0]
+    artifact = attribution.input_saliency(mnist_cnn_subject, methods=("integrated_gradients",))[0]
     images = _shared.display_images(mnist_cnn_subject, mnist_cnn_subject.probe_inputs[artifact.data["indices"]])[..., 0]
     ink = images > 0.5
     magnitude = np.abs(artifact.data["maps"])
@@ -353,7 +358,7 @@ def test_smoothgrad_is_the_mean_abs_gradient_over_seeded_noisy_copies() -> None:
 
 def test_occlusion_counts_the_clipped_edge_window_like_captum() -> None:
     subject = conv_image_subject(channels=1)
-    artifact = gradients.occlusion(subject, window=5, stride=5)[0]
+    artifact = attribution.occlusion(subject, window=5, stride=5)[0]
     assert artifact.summary["positions"] == 9  # starts 0, 5, 10 per side; the last is clipped to 2 pixels
     index = int(artifact.data["indices"][0])
     image, target = subject.probe_inputs[index : index + 1], subject.probe_labels[index : index + 1]
@@ -372,6 +377,6 @@ def test_grad_cam_skips_torchscript_with_the_reason() -> None:
     scripted = torch.jit.script(subject.model.eval())
     result = run_one(
         Subject.from_model(scripted, subject.probe_inputs, subject.probe_labels, task=subject.task),
-        spec_of(gradients.grad_cam),
+        spec_of(attribution.grad_cam),
     )
     assert result.status == "skipped" and "TorchScript" in result.reason

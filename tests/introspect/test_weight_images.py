@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision
 
-from introspect.analyzers.kernels import MAX_CONV_LAYERS, MAX_KERNELS, kernel_grids, linear_receptive_fields
+from introspect.analyzers.weight_images import MAX_CONV_LAYERS, MAX_KERNELS, kernel_grids, linear_receptive_fields
 from introspect.runner import run_one
 from introspect.spec import spec_of
 from introspect.subject import Subject, Task, parameters_of

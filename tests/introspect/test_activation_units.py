@@ -7,7 +7,8 @@ import pytest
 import torch
 import torchvision
 
-from introspect.analyzers.dynamics import activation_health, activation_kind, response_curves, scalar_domain
+from introspect.analyzers._shared import activation_kind, scalar_domain
+from introspect.analyzers.activation_units import activation_health, response_curves
 from introspect.runner import run_one
 from introspect.spec import spec_of
 from introspect.subject import Subject, Task

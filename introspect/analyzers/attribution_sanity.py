@@ -1,0 +1,265 @@
+"""Sanity checks for attribution: do the saliency maps depend on what the network learned?"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from introspect._lazy import lazy_import
+from introspect.analyzers._attribution import (
+    ProbeSelection,
+    affordable_passes,
+    attribute,
+    channel_maps,
+    choose_probe,
+    colourize,
+    estimate_macs,
+    in_eval_mode,
+)
+from introspect.analyzers._shared import display_images
+from introspect.artifacts import Artifact
+from introspect.errors import SkipAnalyzer
+from introspect.needs import Needs
+from introspect.plotting import montage, new_figure, short_label
+from introspect.spec import analyzer
+
+#: Where this module's analyzers come in the gallery (see ``introspect.analyzers``).
+POSITION = 10
+
+if TYPE_CHECKING:
+    import torch
+    from matplotlib.figure import Figure
+    from torch import nn
+
+    from introspect.subject import Subject
+else:
+    torch = lazy_import("torch")
+
+MAX_STEPS = 12
+MAX_STRIP_MAPS = 6
+PASS_BELOW = 0.5
+FAIL_FROM = 0.8
+
+
+@analyzer(needs=Needs.FORWARD | Needs.GRADIENTS | Needs.IMAGE_INPUT)
+@in_eval_mode
+def saliency_sanity(
+    subject: Subject, /, *, max_per_class: int = 2, max_images: int = 8, max_steps: int = MAX_STEPS
+) -> list[Artifact]:
+    """Model-parameter randomization test: do the Saliency maps change when the learned weights are destroyed?
+
+    Following Adebayo et al. (2018), layers with parameters are re-initialized (each with its
+    own initializer) cumulatively from the output down, on a copy of the model, and the
+    Saliency maps are computed again. The curve is the Spearman rank correlation of |saliency|
+    between the trained and the randomized model, averaged over the probe images (band:
+    lowest to highest image). A curve that falls towards 0 means the maps depend on the learned
+    weights; one that stays high means the maps show the input's structure rather than the
+    model. The dashed line is a Sobel edge detector's correlation with the trained maps: an
+    explanation that needs no model at all.
+    """
+    layers = parameterized_layers(subject.model)
+    if not layers:
+        raise SkipAnalyzer("the model has no layers with parameters to randomize")
+    macs = estimate_macs(subject.model, subject.probe_inputs[:1].to(subject.device))
+    # On a big model fewer depths are measured (at least 2), so one image stays within the work cap.
+    max_steps = min(max_steps, max(2, int(affordable_passes(subject, macs) / 3) - 2))
+    counts = cut_points(len(layers), max_steps)
+    probe = choose_probe(subject, max_per_class, max_images, forward_passes=3 * (len(counts) + 1), macs=macs)
+    image_shape = subject.task.image_shape
+    trained = saliency_maps(subject.model, probe, image_shape)
+    randomized = randomized_maps(subject, probe, layers, counts)
+    spearman = np.array([[rank_correlation(trained[i], maps[i]) for i in range(len(trained))] for maps in randomized])
+    images = display_images(subject, probe.inputs)
+    edges = sobel_magnitude(images.mean(axis=3))
+    edge_spearman = np.array([rank_correlation(trained[i], edges[i]) for i in range(len(trained))])
+    modules = dict(subject.model.named_modules())
+    labels = ["none"] + [_step_label(layers[count - 1], modules) for count in counts[1:]]
+    verdict, sentence = _verdict(spearman, edge_spearman, len(layers))
+    figure = _sanity_figure(spearman, edge_spearman, labels, images[0], trained[0], randomized, probe.titles[0])
+    skipped = (
+        f" Correlations are computed after {len(counts) - 1} of the {len(layers)} cumulative steps (evenly spaced)."
+        if len(counts) - 1 < len(layers)
+        else ""
+    )
+    caption = (
+        f"Saliency model-parameter randomization test on {len(trained)} probe images{probe.note}. {sentence}{skipped}"
+    )
+    data = {
+        "counts": np.array(counts),
+        "spearman": spearman,
+        "edge_spearman": edge_spearman,
+        "trained_maps": trained,
+        "randomized_maps": np.stack(randomized),
+        "indices": probe.indices,
+    }
+    summary = {
+        "verdict": verdict,
+        "layers": labels,
+        "mean_spearman": [_round(value) for value in np.nanmean(spearman, axis=1)],
+        "edge_spearman": _round(np.nanmean(edge_spearman)),
+        "num_layers": len(layers),
+        "num_images": len(trained),
+    }
+    return [Artifact(name="randomization", caption=caption, figure=figure, data=data, summary=summary)]
+
+
+def _step_label(name: str, modules: dict[str, nn.Module]) -> str:
+    """``"fc2 Linear"``: the layer randomized last at a step, both names cut to fit a tick label."""
+    return f"{short_label(name or '(root)', 40)} {short_label(type(modules[name]).__name__, 30)}"
+
+
+def parameterized_layers(model: nn.Module) -> list[str]:
+    """Names of modules that hold parameters themselves, from the output end to the input end."""
+    names = [name for name, module in model.named_modules() if next(module.parameters(recurse=False), None) is not None]
+    return names[::-1]
+
+
+def cut_points(num_layers: int, max_steps: int) -> list[int]:
+    """0 (nothing randomized), then at most ``max_steps`` evenly spaced counts ending at ``num_layers``."""
+    if num_layers <= max_steps:
+        return list(range(num_layers + 1))
+    spaced = np.linspace(1, num_layers, max(2, max_steps)).round().astype(int)
+    return [0, *dict.fromkeys(int(count) for count in spaced)]
+
+
+def saliency_maps(model: nn.Module, probe: ProbeSelection, image_shape: tuple[int, int, int]) -> np.ndarray:
+    """|d score / d input| summed over channels, (N, H, W)."""
+    return channel_maps(attribute(model, probe.inputs, probe.targets, "saliency"), image_shape)
+
+
+def randomized_maps(subject: Subject, probe: ProbeSelection, layers: list[str], counts: list[int]) -> list[np.ndarray]:
+    """Saliency maps of a copy of the model after re-initializing the first ``count`` of ``layers``, per count.
+
+    The subject's own model is never touched; the random initializers are seeded and the
+    global random state is restored afterwards.
+    """
+    clone = copy.deepcopy(subject.model)
+    modules = dict(clone.named_modules())
+    wanted = set(counts)
+    results = [saliency_maps(clone, probe, subject.task.image_shape)] if 0 in wanted else []
+    devices = [probe.inputs.device.index or 0] if probe.inputs.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        torch.manual_seed(subject.seed)
+        for count, name in enumerate(layers, start=1):
+            reinitialize(modules[name])
+            if count in wanted:
+                with torch.enable_grad():
+                    results.append(saliency_maps(clone, probe, subject.task.image_shape))
+    return results
+
+
+def reinitialize(module: nn.Module) -> None:
+    """Draw ``module``'s own parameters afresh: its ``reset_parameters``, else a normal of the same spread."""
+    if hasattr(module, "reset_parameters"):
+        module.reset_parameters()
+        return
+    for parameter in module.parameters(recurse=False):
+        spread = float(parameter.std()) if parameter.numel() > 1 else 0.0
+        parameter.normal_(0.0, spread or 0.02)
+
+
+def rank_correlation(first: np.ndarray, second: np.ndarray) -> float:
+    """Spearman's rank correlation of two maps (average ranks for ties); NaN when one is constant."""
+    ranks_a = average_ranks(np.ravel(first)) - (first.size + 1) / 2
+    ranks_b = average_ranks(np.ravel(second)) - (second.size + 1) / 2
+    denominator = float(np.sqrt((ranks_a**2).sum() * (ranks_b**2).sum()))
+    return float((ranks_a * ranks_b).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of ``values``, tied values sharing their mean rank (numpy only: scipy.stats imports slowly)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    ends = np.append(starts[1:], len(values))
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.repeat((starts + ends + 1) / 2, ends - starts)
+    return ranks
+
+
+def sobel_magnitude(images: np.ndarray) -> np.ndarray:
+    """Gradient magnitude of (N, H, W) grey images by the 3x3 Sobel operator, edges mirrored."""
+    padded = np.pad(np.asarray(images, dtype=np.float64), ((0, 0), (1, 1), (1, 1)), mode="symmetric")
+    height, width = padded.shape[1] - 2, padded.shape[2] - 2
+
+    def shifted(row: int, column: int) -> np.ndarray:
+        return padded[:, 1 + row : 1 + row + height, 1 + column : 1 + column + width]
+
+    smooth = (1, 2, 1)
+    across = sum(weight * (shifted(offset, 1) - shifted(offset, -1)) for offset, weight in zip((-1, 0, 1), smooth))
+    down = sum(weight * (shifted(1, offset) - shifted(-1, offset)) for offset, weight in zip((-1, 0, 1), smooth))
+    return np.hypot(across, down)
+
+
+def _round(value: float) -> float | None:
+    return None if not np.isfinite(value) else round(float(value), 4)
+
+
+def _verdict(spearman: np.ndarray, edge_spearman: np.ndarray, num_layers: int) -> tuple[str, str]:
+    final = float(np.nanmean(spearman[-1])) if np.isfinite(spearman[-1]).any() else float("nan")
+    edge = float(np.nanmean(edge_spearman)) if np.isfinite(edge_spearman).any() else float("nan")
+    reference = f" For reference, a Sobel edge map of the input has rank correlation {edge:.2f} with the trained maps."
+    if not np.isfinite(final):
+        return (
+            "undetermined",
+            "The randomized model's saliency maps are constant, so no correlation can be computed." + reference,
+        )
+    where = (
+        f"with all {num_layers} layers randomized the maps keep a rank correlation of {final:.2f} with the trained ones"
+    )
+    if final < PASS_BELOW:
+        return "pass", f"Passes: {where}, so they depend on what the network learned." + reference
+    if final < FAIL_FROM:
+        return "weak", f"Weak: {where}; much of the map reflects the input rather than the learned weights." + reference
+    return (
+        "fail",
+        f"Fails: {where}; maps that do not change when the weights are destroyed do not explain the model." + reference,
+    )
+
+
+def _sanity_figure(
+    spearman: np.ndarray,
+    edge_spearman: np.ndarray,
+    labels: list[str],
+    image: np.ndarray,
+    trained: np.ndarray,
+    randomized: list[np.ndarray],
+    title: str,
+) -> Figure:
+    figure = new_figure(max(7.0, 0.45 * len(labels) + 3), 6.2)
+    curve_axes, strip_axes = figure.subplots(2, 1, height_ratios=[2.2, 1])
+    positions = np.arange(len(labels))
+    with np.errstate(all="ignore"):
+        mean, low, high = np.nanmean(spearman, axis=1), np.nanmin(spearman, axis=1), np.nanmax(spearman, axis=1)
+    curve_axes.fill_between(positions, low, high, alpha=0.2, color="tab:blue", label="range over images")
+    curve_axes.plot(positions, mean, marker="o", color="tab:blue", label="Saliency: trained vs randomized")
+    if np.isfinite(edge_spearman).any():
+        curve_axes.axhline(
+            float(np.nanmean(edge_spearman)),
+            linestyle="--",
+            color="tab:orange",
+            label="Sobel edges vs trained saliency",
+        )
+    curve_axes.axhline(0.0, color="black", linewidth=0.6)
+    curve_axes.set_ylim(min(-0.1, float(np.nanmin(low)) - 0.05) if np.isfinite(low).any() else -0.1, 1.05)
+    curve_axes.set_xticks(positions, labels, rotation=45, ha="right", fontsize=7)
+    curve_axes.set_xlabel("randomized cumulatively from the output down to this layer", fontsize=8)
+    curve_axes.set_ylabel("Spearman rank correlation", fontsize=8)
+    curve_axes.legend(fontsize=7)
+    picks = (
+        np.unique(np.linspace(1, len(randomized) - 1, min(MAX_STRIP_MAPS, len(randomized) - 1)).round().astype(int))
+        if len(randomized) > 1
+        else []
+    )
+    maps = np.stack([trained, *(randomized[index][0] for index in picks)])
+    tiles = np.concatenate([image[None], colourize(maps, signed=False)])
+    strip_axes.imshow(np.clip(montage(tiles, columns=len(tiles), padding=1, fill=1.0), 0, 1), interpolation="nearest")
+    width = tiles.shape[2] + 1
+    names = ["input", "trained"] + [f"to\n{labels[index].rsplit(' ', 1)[0]}" for index in picks]
+    strip_axes.set_xticks([width * column + (width - 2) / 2 for column in range(len(tiles))], names, fontsize=6)
+    strip_axes.set_yticks([])
+    first = short_label(title.splitlines()[0])
+    strip_axes.set_title(f"|saliency| of the first image ({first}), each map scaled to its maximum", fontsize=8)
+    return figure

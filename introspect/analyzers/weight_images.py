@@ -1,0 +1,441 @@
+"""Analyzers that draw weights as pictures: conv kernels and the receptive fields of dense units."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from introspect._lazy import lazy_import
+from introspect.analyzers._shared import evenly_spaced
+from introspect.artifacts import Artifact
+from introspect.capture import leaf_layers
+from introspect.colours import DIVERGING, PADDING_GREY, diverging_colormap  # noqa: F401 - names kept for one release
+from introspect.errors import SkipAnalyzer
+from introspect.needs import Needs
+from introspect.plotting import montage, new_figure, short_label, symmetric_limit
+from introspect.spec import analyzer
+
+#: Where this module's analyzers come in the gallery (see ``introspect.analyzers``).
+POSITION = 3
+
+if TYPE_CHECKING:
+    import torch
+    from matplotlib.figure import Figure
+
+    from introspect.subject import Subject
+else:
+    torch = lazy_import("torch")
+
+MAX_KERNELS = 64
+MAX_CONV_LAYERS = 16
+MAX_INPUT_CHANNELS = 8
+MAX_TILES = 256
+MAX_UNITS = 64
+MAX_DENSE_LAYERS = 12
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvLayer:
+    """One conv layer's kernels as a float64 ``(out, in, kh, kw)`` array.
+
+    Conv1d kernels ``(out, in, k)`` become ``(out, 1, in, k)``: one image per output channel
+    with a row per input channel, which reads better than ``in`` strips of height one.
+    """
+
+    name: str
+    weight: np.ndarray
+    initial: np.ndarray | None = None
+
+
+def _as_kernels(tensor: torch.Tensor, transposed: bool = False) -> np.ndarray:
+    array = tensor.detach().cpu().double().numpy()
+    if transposed:  # ConvTranspose stores (in, out, ...): show per output channel like the others
+        array = array.swapaxes(0, 1)
+    return array[:, None] if array.ndim == 3 else array
+
+
+def conv_layers(subject: Subject) -> list[ConvLayer]:
+    """The 1-D and 2-D conv layers, in model order when there is a model, else in weight order."""
+    found: list[tuple[str, torch.Tensor, bool]] = []
+    if subject.model is not None:
+        for name, module in leaf_layers(subject.model):
+            if isinstance(module, torch.nn.modules.conv._ConvNd) and module.weight.dim() in (3, 4):
+                found.append((name, subject.weights.get(f"{name}.weight", module.weight), bool(module.transposed)))
+    else:
+        for key, tensor in subject.weights.items():
+            if key.endswith("weight") and tensor.dim() in (3, 4):
+                found.append((key.rpartition(".")[0] or key, tensor, False))
+    layers = []
+    for name, tensor, transposed in found:
+        initial = subject.initial_weights.get(f"{name}.weight")
+        weight = _as_kernels(tensor, transposed)
+        start = (
+            _as_kernels(initial, transposed)
+            if initial is not None and tuple(initial.shape) == tuple(tensor.shape)
+            else None
+        )
+        layers.append(ConvLayer(name, weight, start))
+    return layers
+
+
+def strongest(norms: np.ndarray, limit: int) -> np.ndarray:
+    """Indices of the ``limit`` largest ``norms``, in their original order (all when they fit)."""
+    if norms.size <= limit:
+        return np.arange(norms.size)
+    return np.sort(np.argsort(-norms, kind="stable")[:limit])
+
+
+def display_mode(
+    channels: int, first: bool, num_shown: int, deep_mode: str, max_input_channels: int, max_tiles: int
+) -> str:
+    """How a layer's kernels are drawn: ``single``, ``rgb``, ``per_channel`` or ``mean``."""
+    if channels == 1:
+        return "single"
+    if channels == 3 and first:
+        return "rgb"
+    if deep_mode in ("mean", "per_channel"):
+        return deep_mode
+    fits = channels <= max_input_channels and channels * num_shown <= max_tiles
+    return "per_channel" if fits else "mean"
+
+
+def displayed_values(kernels: np.ndarray, mode: str, max_input_channels: int) -> np.ndarray:
+    """The numbers a mode draws: ``(N, kh, kw)`` for single/mean, ``(N, C, kh, kw)`` otherwise."""
+    if mode == "single":
+        return kernels[:, 0]
+    if mode == "mean":
+        return kernels.mean(axis=1)
+    if mode == "per_channel":
+        return kernels[:, :max_input_channels]
+    return kernels
+
+
+def kernel_image(values: np.ndarray, mode: str, limit: float) -> np.ndarray:
+    """One montage image for a layer: NaN padding for colour-mapped modes, white for RGB."""
+    if mode == "rgb":
+        # zero maps to mid-grey so that the colour scale is centred on zero like the diverging maps
+        tiles = np.clip(0.5 + 0.5 * values.transpose(0, 2, 3, 1) / limit, 0.0, 1.0)
+        return montage(tiles, fill=1.0)
+    if mode == "per_channel":
+        strips = np.stack([montage(kernel, columns=kernel.shape[0]) for kernel in values])
+        height, width = strips.shape[1:3]
+        columns = max(1, min(len(strips), round(math.sqrt(len(strips) * height / width))))
+        return montage(strips, columns=columns, padding=3)
+    return montage(values)
+
+
+def _panel_inches(image: np.ndarray) -> tuple[float, float]:
+    height, width = image.shape[:2]
+    # at most 5.5 inches a side, and tiny montages (a few 3x3 kernels) not blown up to posters
+    scale = min(5.5 / width, 5.5 / height, 0.3)
+    return max(width * scale, 1.2), max(height * scale, 1.2)
+
+
+def draw_panels(
+    groups: Sequence[Sequence[tuple[str, np.ndarray]]], limits: Sequence[float], rgb: bool, title: str
+) -> Figure:
+    """Montage panels side by side; each group shares one zero-centred scale and one colour bar."""
+    panels = [panel for group in groups for panel in group]
+    width, height = _panel_inches(panels[0][1])
+    figure = new_figure(len(panels) * width + (0.2 if rgb else 0.9) * len(groups) + 0.3, height + 0.7)
+    axes_list = iter(figure.subplots(1, len(panels), squeeze=False)[0])
+    cmap = diverging_colormap()
+    for group, limit in zip(groups, limits):
+        group_axes = []
+        for label, image in group:
+            axes = next(axes_list)
+            shown = (
+                axes.imshow(image, interpolation="nearest")
+                if rgb
+                else axes.imshow(image, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
+            )
+            axes.set_title(label, fontsize=9)
+            axes.set_xticks([])
+            axes.set_yticks([])
+            group_axes.append(axes)
+        if not rgb:
+            colorbar = figure.colorbar(shown, ax=group_axes, shrink=0.8, pad=0.02)
+            colorbar.ax.tick_params(labelsize=7)
+    figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def _kernel_numbers(
+    layer: ConvLayer, selected: np.ndarray, mode: str, values: np.ndarray, initial: np.ndarray | None, limit: float
+) -> tuple[dict, dict]:
+    norms = np.sqrt((layer.weight**2).reshape(len(layer.weight), -1).sum(axis=1))
+    data = {"kernels": values, "channels": selected, "kernel_norms": norms, "limit": limit}
+    summary = {
+        "shape": list(layer.weight.shape),
+        "mode": mode,
+        "num_kernels": int(len(layer.weight)),
+        "num_shown": int(len(selected)),
+        "limit": limit,
+    }
+    if layer.initial is not None:
+        change = layer.weight - layer.initial
+        data["initial"] = initial
+        data["kernel_drift"] = np.sqrt((change**2).reshape(len(change), -1).sum(axis=1))
+        summary["drift_norm"] = float(np.linalg.norm(change.ravel()))
+        summary["relative_drift"] = float(summary["drift_norm"] / max(np.linalg.norm(layer.initial.ravel()), 1e-12))
+    return data, summary
+
+
+def _kernel_artifact(layer: ConvLayer, first: bool, options: dict) -> Artifact:
+    norms = np.sqrt((layer.weight**2).reshape(len(layer.weight), -1).sum(axis=1))
+    selected = strongest(norms, options["max_kernels"])
+    channels = layer.weight.shape[1]
+    mode = display_mode(
+        channels, first, len(selected), options["deep_mode"], options["max_input_channels"], options["max_tiles"]
+    )
+    values = displayed_values(layer.weight[selected], mode, options["max_input_channels"])
+    initial = (
+        None
+        if layer.initial is None
+        else displayed_values(layer.initial[selected], mode, options["max_input_channels"])
+    )
+    limit = symmetric_limit(values if initial is None else np.concatenate([values.ravel(), initial.ravel()]))
+    data, summary = _kernel_numbers(layer, selected, mode, values, initial, limit)
+    title = f"{short_label(layer.name)}: {' x '.join(str(size) for size in layer.weight.shape)} kernels"
+    if initial is None:
+        figure = draw_panels([[("final", kernel_image(values, mode, limit))]], [limit], mode == "rgb", title)
+    else:
+        difference = values - initial
+        data["difference_limit"] = symmetric_limit(difference)
+        groups = [
+            [("initial", kernel_image(initial, mode, limit)), ("final", kernel_image(values, mode, limit))],
+            [("final - initial", kernel_image(difference, mode, data["difference_limit"]))],
+        ]
+        figure = draw_panels(groups, [limit, data["difference_limit"]], mode == "rgb", title)
+    caption = _kernel_caption(layer, mode, selected, options["max_input_channels"], summary)
+    return Artifact(name=layer.name, caption=caption, layer=layer.name, figure=figure, data=data, summary=summary)
+
+
+_MODE_TEXT = {
+    "single": "one tile per kernel",
+    "rgb": "one colour tile per kernel (its red, green and blue input weights; mid-grey is zero)",
+    "per_channel": "one row of tiles per output kernel, a tile per input channel",
+    "mean": "one tile per output kernel, averaged over its input channels",
+}
+
+
+def _kernel_caption(layer: ConvLayer, mode: str, selected: np.ndarray, max_input_channels: int, summary: dict) -> str:
+    caption = f"Kernels of {layer.name}, {_MODE_TEXT[mode]}; one colour scale for the layer, zero at its centre."
+    if len(selected) < len(layer.weight):
+        caption += (
+            f" Shown: the {len(selected)} strongest of {len(layer.weight)} kernels (by L2 norm), in channel order."
+        )
+    if mode == "per_channel" and layer.weight.shape[1] > max_input_channels:
+        caption += f" Only the first {max_input_channels} of {layer.weight.shape[1]} input channels are drawn."
+    if summary.get("drift_norm") == 0.0:
+        caption += " The kernels are exactly as initialized: training did not change them (a frozen layer)."
+    elif "drift_norm" in summary:
+        caption += (
+            f" Initial and final kernels share a scale; the difference has its own. Drift ||final - initial|| ="
+            f" {summary['drift_norm']:.4g} ({100 * summary['relative_drift']:.1f}% of the initial norm)."
+        )
+    return caption
+
+
+@analyzer(needs=Needs.WEIGHTS)
+def kernel_grids(
+    subject: Subject,
+    /,
+    *,
+    max_kernels: int = MAX_KERNELS,
+    max_layers: int = MAX_CONV_LAYERS,
+    max_input_channels: int = MAX_INPUT_CHANNELS,
+    max_tiles: int = MAX_TILES,
+    deep_mode: str = "auto",
+) -> list[Artifact]:
+    """Every conv layer's kernels as one image montage per layer, initial and final side by side when known.
+
+    Red weights are positive, blue negative, white zero, on one colour scale per layer, so
+    kernels within a layer compare directly. First layers on RGB images are shown in colour
+    (mid-grey is zero). Deeper layers show each input channel (small layers) or the mean over
+    input channels. Smooth, oriented kernels (edges, blobs) are typical of a trained first
+    layer; noise-like kernels suggest little training. When the checkpoint holds the initial
+    kernels (hand-initialized or frozen experiments), the difference panel shows what training
+    changed.
+    """
+    layers = conv_layers(subject)
+    if not layers:
+        raise SkipAnalyzer("the model has no 1-D or 2-D convolution layers")
+    options = {
+        "max_kernels": max_kernels,
+        "max_input_channels": max_input_channels,
+        "max_tiles": max_tiles,
+        "deep_mode": deep_mode,
+    }
+    shown = set(evenly_spaced([layer.name for layer in layers], max_layers))
+    artifacts = [
+        _kernel_artifact(layer, index == 0, options) for index, layer in enumerate(layers) if layer.name in shown
+    ]
+    if len(artifacts) < len(layers):
+        left_out = [layer.name for layer in layers if layer.name not in shown]
+        names = ", ".join(short_label(name) for name in left_out[:8]) + ("..." if len(left_out) > 8 else "")
+        note = f" {len(left_out)} of {len(layers)} conv layers are not drawn (evenly spaced selection): {names}."
+        artifacts[0] = dataclasses.replace(artifacts[0], caption=artifacts[0].caption + note)
+    return artifacts
+
+
+def dense_layers(subject: Subject) -> list[tuple[str, np.ndarray]]:
+    """Dense weight matrices in order; :class:`SkipAnalyzer` when a conv layer sees the pixels first."""
+    if subject.model is not None:
+        found = []
+        for name, module in leaf_layers(subject.model):
+            if isinstance(module, torch.nn.modules.conv._ConvNd) and not found:
+                raise SkipAnalyzer(
+                    "a convolution layer comes before the first dense layer, so dense weights do not map to pixels"
+                )
+            if isinstance(module, torch.nn.Linear):
+                found.append((name, subject.weights.get(f"{name}.weight", module.weight)))
+    else:
+        matrices = {key: tensor for key, tensor in subject.weights.items() if key.endswith("weight")}
+        if any(tensor.dim() >= 3 for tensor in matrices.values()):
+            raise SkipAnalyzer("the weights include convolution kernels, so dense weights do not map to pixels")
+        found = [(key.rpartition(".")[0] or key, tensor) for key, tensor in matrices.items() if tensor.dim() == 2]
+    if not found:
+        raise SkipAnalyzer("the model has no dense (linear) layers")
+    return [(name, tensor.detach().cpu().double().numpy()) for name, tensor in found]
+
+
+def receptive_products(
+    layers: list[tuple[str, np.ndarray]], num_inputs: int
+) -> tuple[list[tuple[str, np.ndarray]], str]:
+    """``[(name, W_k ... W_1)]`` along the chain of dense layers whose shapes connect.
+
+    Returns the products and a note naming where the chain stopped, if it did.
+    """
+    first_name, first = layers[0]
+    if first.shape[1] != num_inputs:
+        raise SkipAnalyzer(
+            f"the first dense layer {first_name} takes {first.shape[1]} inputs, not the {num_inputs} input pixels"
+        )
+    products = [(first_name, first)]
+    for name, weight in layers[1:]:
+        if weight.shape[1] != products[-1][1].shape[0]:
+            before = products[-1][1].shape[0]
+            return (
+                products,
+                f" The chain stops before {name}: its {weight.shape[1]} inputs do not match the {before} outputs "
+                "before it.",
+            )
+        products.append((name, weight @ products[-1][1]))
+    return products, ""
+
+
+def field_image(fields: np.ndarray, limit: float, pad: int) -> tuple[np.ndarray, bool]:
+    """Montage of ``(N, C, H, W)`` fields with ``pad`` pixels between tiles and above the first row (for labels)."""
+    if fields.shape[1] == 3:
+        tiles, fill, rgb = np.clip(0.5 + 0.5 * fields.transpose(0, 2, 3, 1) / limit, 0.0, 1.0), 1.0, True
+    else:
+        tiles, fill, rgb = fields.mean(axis=1), np.nan, False
+    image = montage(tiles, padding=pad, fill=fill)
+    top = np.full((pad, *image.shape[1:]), fill)
+    return np.concatenate([top, image]), rgb
+
+
+def _field_figure(name: str, fields: np.ndarray, labels: list[str], limit: float) -> Figure:
+    height, width = fields.shape[2:]
+    pad = max(2, height // 3)
+    image, rgb = field_image(fields, limit, pad)
+    columns = (image.shape[1] + pad) // (width + pad)
+    figure = new_figure(*_field_inches(image))
+    axes = figure.add_subplot()
+    shown = (
+        axes.imshow(image, interpolation="nearest")
+        if rgb
+        else axes.imshow(image, cmap=diverging_colormap(), vmin=-limit, vmax=limit, interpolation="nearest")
+    )
+    for index, label in enumerate(labels):
+        row, column = divmod(index, columns)
+        axes.text(
+            column * (width + pad) + width / 2,
+            pad + row * (height + pad) - 0.6,
+            label,
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            clip_on=True,
+        )
+    axes.set_xticks([])
+    axes.set_yticks([])
+    if not rgb:
+        figure.colorbar(shown, ax=axes, shrink=0.8, pad=0.02).ax.tick_params(labelsize=7)
+    axes.set_title(f"{short_label(name)}: linear receptive fields", fontsize=10)
+    return figure
+
+
+def _field_inches(image: np.ndarray) -> tuple[float, float]:
+    height, width = image.shape[:2]
+    scale = min(7.0 / width, 7.0 / height, 0.3)
+    return max(width * scale, 2.5) + 1.0, max(height * scale, 2.0) + 0.5
+
+
+def _field_artifact(
+    name: str, depth: int, product: np.ndarray, labels: Sequence[str], subject: Subject, max_units: int
+) -> Artifact:
+    norms = np.sqrt((product**2).sum(axis=1))
+    selected = strongest(norms, max_units)
+    fields = product[selected].reshape(len(selected), *subject.task.image_shape)
+    limit = symmetric_limit(fields)
+    figure = _field_figure(name, fields, [labels[index] for index in selected], limit)
+    channels = subject.task.image_shape[0]
+    product_text = "W_1" if depth == 1 else " ".join(f"W_{k}" for k in range(depth, 0, -1))
+    caption = (
+        f"Linear receptive fields of {name} (dense layer {depth}): each tile is a row of {product_text} reshaped to the"
+        f" {'x'.join(str(size) for size in subject.task.image_shape)} input; "
+    )
+    caption += (
+        "each pixel's colour mixes its red, green and blue weights (mid-grey is zero)."
+        if channels == 3
+        else "red pixels raise the unit's input, blue lower it."
+    )
+    if depth > 1:
+        caption += (
+            " Biases and activation functions are ignored: this is only the linear part of what the unit responds to."
+        )
+    if channels not in (1, 3):
+        caption += f" The {channels} input channels are averaged."
+    if len(selected) < len(product):
+        caption += f" Shown: the {len(selected)} strongest of {len(product)} units (by L2 norm)."
+    data = {"fields": fields, "units": selected, "unit_norms": norms, "limit": limit}
+    summary = {"depth": depth, "num_units": int(len(product)), "num_shown": int(len(selected)), "limit": limit}
+    return Artifact(name=name, caption=caption, layer=name, figure=figure, data=data, summary=summary)
+
+
+@analyzer(needs=Needs.WEIGHTS | Needs.IMAGE_INPUT)
+def linear_receptive_fields(
+    subject: Subject, /, *, max_units: int = MAX_UNITS, max_layers: int = MAX_DENSE_LAYERS
+) -> list[Artifact]:
+    """What each dense unit looks for in the input image: weight rows, and their linear products for deeper layers.
+
+    A first-layer unit's weights, reshaped to the image, show which pixels push it up (red)
+    or down (blue). For deeper units the products W_k...W_1 give the same picture for the
+    network's linear part only: biases and activation functions are ignored, so read them as
+    a rough guide. Output neurons are labelled with their class names; a well-trained digit
+    classifier shows faint digit-like strokes there.
+    """
+    products, note = receptive_products(dense_layers(subject), math.prod(subject.task.image_shape))
+    class_names = list(subject.task.class_names)
+    shown = set(evenly_spaced([name for name, _ in products], max_layers))
+    artifacts = []
+    for depth, (name, product) in enumerate(products, start=1):
+        if name not in shown:
+            continue
+        is_output = depth == len(products) and not note and len(class_names) == len(product)
+        numbers = [f"#{index}" for index in range(len(product))]
+        labels = [short_label(name, 12) for name in class_names] if is_output else numbers
+        artifacts.append(_field_artifact(name, depth, product, labels, subject, max_units))
+    left_out = len(products) - len(artifacts)
+    if note or left_out:
+        extra = (
+            f" {left_out} of {len(products)} dense layers are not drawn (evenly spaced selection)." if left_out else ""
+        )
+        artifacts[0] = dataclasses.replace(artifacts[0], caption=artifacts[0].caption + note + extra)
+    return artifacts
