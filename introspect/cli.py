@@ -7,6 +7,7 @@ answer quickly. Extra sub-commands (``train``, ``demo``) arrive through the entr
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -174,49 +175,56 @@ def analyze(
     out_dir = out_dir or (f"introspect-{Path(checkpoints[0]).stem}" if len(checkpoints) == 1 else "introspect-gallery")
     # checked and locked before any analysis; the context releases the lock once the gallery is in place
     click.get_current_context().with_resource(claim_output_dir(out_dir, force=force))
-    single = len(checkpoints) == 1
-    reports = []
-    for checkpoint in checkpoints:
-        if not single:
-            click.echo(f"introspect: analyzing {checkpoint}", err=True)
-        reports.append(
-            run_analysis(
-                checkpoint,
-                analyzers="all" if select_all else list(names),
-                exclude=exclude,
-                out_dir=out_dir if single else None,
-                force=force,
-                registry=registry,
-                progress=_print_progress,
-                timeout=timeout,
-                **load_options_from(**loading),
-            )
-        )
-        for warning in reports[-1].warnings:
-            click.echo(f"introspect: warning: {warning}", err=True)
-        for result in reports[-1].results:
-            if result.status == "failed":
-                click.echo(f"introspect: {checkpoint}: {result.name} failed: {result.reason}", err=True)
-    index = reports[0].index_path if single else _write_collection(checkpoints, reports, out_dir, force, timeout)
+    run = functools.partial(
+        run_analysis,
+        analyzers="all" if select_all else list(names),
+        exclude=exclude,
+        force=force,
+        registry=registry,
+        progress=_print_progress,
+        timeout=timeout,
+        **load_options_from(**loading),
+    )
+    if len(checkpoints) == 1:
+        report = run(checkpoints[0], out_dir=out_dir)
+        _report_problems(checkpoints[0], report)
+        index, exit_code = report.index_path, report.exit_code
+    else:
+        index, exit_code = _analyze_into_collection(checkpoints, run, out_dir, force, timeout)
     click.echo(str(index))
     if open_browser:
         open_in_browser(Path(index))
-    return max(report.exit_code for report in reports)
+    return exit_code
 
 
-def _write_collection(
-    checkpoints: tuple[str, ...], reports: list[Any], out_dir: str, force: bool, timeout: float | None
-) -> Any:
-    """The multi-checkpoint gallery, written within ``timeout`` like a single page."""
-    import functools
+def _report_problems(checkpoint: str, report: Any) -> None:
+    for warning in report.warnings:
+        click.echo(f"introspect: warning: {warning}", err=True)
+    for result in report.results:
+        if result.status == "failed":
+            click.echo(f"introspect: {checkpoint}: {result.name} failed: {result.reason}", err=True)
 
-    from introspect.report import write_collection
+
+def _analyze_into_collection(
+    checkpoints: tuple[str, ...], run: Any, out_dir: str, force: bool, timeout: float | None
+) -> tuple[Path, int]:
+    """Each checkpoint analyzed and its page written at once, so only one report is held at a time."""
+    from introspect.report import GalleryWriter
     from introspect.runner import within_limit
 
-    pages = [(Path(checkpoint).stem, report) for checkpoint, report in zip(checkpoints, reports)]
-    write = functools.partial(write_collection, pages, out_dir, force=force)
-    failure = f"{out_dir}: the gallery was not written"
-    return within_limit(write, timeout, f"writing the gallery {out_dir}", failure, gallery=out_dir)
+    exit_code = 0
+    with GalleryWriter(out_dir, force=force) as writer:
+        for checkpoint in checkpoints:
+            click.echo(f"introspect: analyzing {checkpoint}", err=True)
+            report = run(checkpoint, out_dir=None)
+            _report_problems(checkpoint, report)
+            exit_code = max(exit_code, report.exit_code)
+            page = (Path(checkpoint).stem, report.subject, report.specs, report.results)
+            write = functools.partial(writer.add_page, *page)
+            failure = f"{out_dir}: the gallery was not written"
+            within_limit(write, timeout, f"writing the page of {checkpoint}", failure, gallery=out_dir)
+            del report, page, write  # the next checkpoint is loaded only after this one's memory is free
+    return writer.index_path, exit_code
 
 
 def usage_line(error: click.ClickException) -> str:

@@ -196,3 +196,36 @@ def test_nan_weights_are_analyzed_and_reported_with_exit_one(tmp_path: Path, cap
     )
     assert code == 1
     assert "1 weight tensor(s) hold NaN or Inf values (weight)" in err
+
+
+def test_several_checkpoints_are_written_page_by_page(
+    introspect_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each page is written before the next checkpoint is analyzed, so only one report is held at a time.
+    import introspect.api
+    from introspect.report import GalleryWriter
+
+    events: list[str] = []
+    real_analyze, real_add_page = introspect.api.analyze, GalleryWriter.add_page
+
+    def analyze(target, **kwargs):
+        events.append(f"analyze {Path(target).stem}")
+        return real_analyze(target, **kwargs)
+
+    def add_page(self, title, *args, **kwargs):
+        events.append(f"write {title}")
+        return real_add_page(self, title, *args, **kwargs)
+
+    monkeypatch.setattr(introspect.api, "analyze", analyze)
+    monkeypatch.setattr(GalleryWriter, "add_page", add_page)
+    second = tmp_path / "second.pt"
+    second.write_bytes(introspect_checkpoint.read_bytes())
+    out_dir = tmp_path / "gallery"
+    args = ["analyze", str(introspect_checkpoint), str(second), "-a", "weight_histograms", "-o", str(out_dir)]
+    code, out, err = exit_code_of(args, capsys)
+    first = introspect_checkpoint.stem
+    assert code == 0, err
+    assert events == [f"analyze {first}", f"write {first}", "analyze second", "write second"]
+    index = json.loads((out_dir / "manifest.json").read_text())
+    assert [page["title"] for page in index["pages"]] == [first, "second"]
+    assert (out_dir / "second" / "index.html").is_file()
