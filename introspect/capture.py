@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+import weakref
+from collections.abc import Container, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from introspect._lazy import lazy_import
@@ -34,12 +35,22 @@ def check_hookable(model: nn.Module) -> None:
 
 @contextlib.contextmanager
 def recording(
-    model: nn.Module, layers: Iterable[str] | None = None, *, to_cpu: bool = True
-) -> Iterator[dict[str, torch.Tensor]]:
+    model: nn.Module,
+    layers: Iterable[str] | None = None,
+    *,
+    to_cpu: bool = True,
+    copied: Container[str] | None = None,
+) -> Iterator[RecordedOutputs]:
     """Record the outputs of ``layers`` (default: every leaf layer) during the block.
 
     The yielded dict fills in as the model runs; a layer called more than once keeps its last
     output. Hooks are removed on exit, even when the block raises.
+
+    Args:
+        copied: the layers whose outputs are copied when recorded; ``None`` copies every output.
+            A copy is what keeps an output safe from later in-place operations (ReLU(inplace=True),
+            a residual ``out += identity``); :func:`capture_activations` copies only the layers it
+            has seen modified, and checks the others with :func:`modified_since_recorded`.
     """
     check_hookable(model)
     modules = dict(model.named_modules())
@@ -47,17 +58,23 @@ def recording(
     unknown = [name for name in names if name not in modules]
     if unknown:
         raise KeyError(f"no layer named {unknown[0]!r} in the model")
-    outputs: dict[str, torch.Tensor] = {}
+    outputs = RecordedOutputs()
 
     def hook_for(name: str):  # noqa: ANN202 - a closure per layer name
+        copy = copied is None or name in copied
+
         def hook(module: nn.Module, inputs: tuple, output: object) -> None:
             if isinstance(output, torch.Tensor):
-                # A copy, not a view: later in-place operations (ReLU(inplace=True), a residual
-                # "out += identity") would otherwise rewrite what was recorded. Copying costs
-                # little beside keeping every output alive, which capture does anyway.
                 value = output.detach()
-                moves = to_cpu and value.device.type != "cpu"
-                outputs[name] = value.cpu() if moves else value.clone()
+                if to_cpu and value.device.type != "cpu":
+                    outputs[name] = value.cpu()
+                elif copy or _must_copy(value, output, inputs):
+                    outputs[name] = value.clone()
+                else:
+                    outputs[name] = value
+                    outputs.versions[name] = value._version
+                    return
+                outputs.versions.pop(name, None)
 
         return hook
 
@@ -67,6 +84,32 @@ def recording(
     finally:
         for handle in handles:
             handle.remove()
+
+
+class RecordedOutputs(dict):
+    """Layer name → recorded output; ``versions`` holds the version counter of each output kept uncopied."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.versions: dict[str, int] = {}
+
+
+#: Per model, the layers whose outputs were seen modified in place after their hook: copied from then on.
+_MODIFIED_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _must_copy(value: torch.Tensor, output: torch.Tensor, inputs: tuple) -> bool:
+    """Whether an output must be copied whatever the model does later.
+
+    An output that is one of the layer's inputs (Identity, Dropout in eval) may be the caller's
+    own tensor; an inference tensor has no version counter to check.
+    """
+    return value.is_inference() or any(output is item for item in inputs)
+
+
+def modified_since_recorded(outputs: RecordedOutputs) -> set[str]:
+    """The outputs kept uncopied that an in-place operation changed after they were recorded."""
+    return {name for name, version in outputs.versions.items() if outputs[name]._version != version}
 
 
 @contextlib.contextmanager
@@ -98,6 +141,17 @@ def capture_activations(
     Returns:
         Layer name → detached output tensor, in the order the layers ran.
     """
-    with evaluation_mode(model), recording(model, layers) as outputs, torch.no_grad():
-        model(inputs)
+    # Copying every output costs a memory pass per layer. A tensor's version counter moves with every
+    # in-place operation, so outputs are kept uncopied and checked after the forward; when some were
+    # modified (an in-place ReLU, a residual add), the forward runs again with those copied, and the
+    # model remembers them so the next capture copies them at once.
+    known = _MODIFIED_LAYERS.get(model, frozenset())
+    with evaluation_mode(model), torch.no_grad():
+        with recording(model, layers, copied=known) as outputs:
+            model(inputs)
+        modified = modified_since_recorded(outputs)
+        if modified:
+            known = _MODIFIED_LAYERS[model] = frozenset(known | modified)
+            with recording(model, layers, copied=known) as outputs:
+                model(inputs)
     return dict(outputs)

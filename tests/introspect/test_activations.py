@@ -102,3 +102,30 @@ def test_capture_is_not_rewritten_by_later_in_place_operations() -> None:
     assert torch.equal(captured["fc"], expected_fc)
     assert captured["fc"].min() < 0  # what an in-place ReLU would have erased
     assert torch.equal(captured["relu"], torch.relu(expected_fc + inputs))
+
+
+def test_capture_copies_only_the_outputs_that_are_modified_later() -> None:
+    from introspect.capture import _MODIFIED_LAYERS, recording
+
+    torch.manual_seed(0)
+    block, inputs = ResidualBlock(), torch.randn(16, 4)
+    first, second = capture_activations(block, inputs), capture_activations(block, inputs)
+    # "fc" is rewritten by the residual add and the in-place ReLU; "relu"'s output is the model's own output.
+    assert _MODIFIED_LAYERS[block] == {"fc"}
+    with recording(block) as reference, torch.no_grad():  # the copy-everything way
+        block(inputs)
+    for captured in (first, second):
+        assert captured.keys() == reference.keys()
+        for name in reference:
+            assert torch.equal(captured[name], reference[name]), name
+    plain = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    outputs = capture_activations(plain, inputs)
+    assert plain not in _MODIFIED_LAYERS
+    with torch.no_grad():
+        np.testing.assert_allclose(outputs["2"].numpy(), plain(inputs).numpy(), rtol=1e-6)
+
+
+def test_an_output_that_is_the_callers_own_tensor_is_copied() -> None:
+    inputs = torch.randn(3, 4)
+    outputs = capture_activations(torch.nn.Sequential(torch.nn.Identity(), torch.nn.Linear(4, 2)), inputs)
+    assert torch.equal(outputs["0"], inputs) and outputs["0"].data_ptr() != inputs.data_ptr()
