@@ -1,0 +1,130 @@
+"""One pass over a dataset, many reducers: the model runs once per batch, hooks feed every reducer.
+
+A :class:`DatasetReducer` names the layers it needs and folds each batch's logits and layer
+outputs into bounded state (see :mod:`introspect.dataset.reducers`). :func:`reduce_dataset` runs
+the stream once for all of them; reducers of the same kind from different shards merge, so a
+pass can be split over workers and combined afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from introspect._lazy import lazy_import
+from introspect.capture import evaluation_mode, recording
+from introspect.dataset.reducers import ConfusionCounts, TopK, UnitMoments
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from introspect.dataset.sources import Batch
+else:
+    torch = lazy_import("torch")
+
+#: Called after each batch with the number of inputs seen so far.
+Progress = Callable[[int], None]
+
+
+class DatasetReducer(Protocol):
+    """What :func:`reduce_dataset` feeds: the layers it needs, then every batch."""
+
+    layers: Sequence[str]
+
+    def feed(self, batch: Batch, logits: torch.Tensor, outputs: dict[str, torch.Tensor]) -> None: ...  # noqa: D102
+
+
+def reduce_dataset(
+    model: nn.Module,
+    stream: Iterable[Batch],
+    reducers: Sequence[DatasetReducer],
+    *,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> int:
+    """Run ``model`` once over ``stream`` in eval mode, feeding every reducer; returns the inputs seen."""
+    layers = list(dict.fromkeys(name for reducer in reducers for name in reducer.layers))
+    seen = 0
+    with evaluation_mode(model), torch.no_grad():
+        for batch in stream:
+            with recording(model, layers, copied=None) as outputs:
+                logits = model(batch.inputs.to(device)).detach().cpu()
+            for reducer in reducers:
+                reducer.feed(batch, logits, outputs)
+            seen += len(batch.indices)
+            if progress is not None:
+                progress(seen)
+    return seen
+
+
+@dataclasses.dataclass
+class ConfusionReducer:
+    """The confusion counts over the whole split, and each class's most confident mistakes."""
+
+    num_classes: int
+    mistakes_per_class: int = 8
+    layers: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        self.counts = ConfusionCounts(self.num_classes)
+        self.mistakes = TopK(self.num_classes, self.mistakes_per_class)
+
+    def feed(self, batch: Batch, logits: torch.Tensor, outputs: dict[str, torch.Tensor]) -> None:
+        """Count the batch's (label, prediction) pairs and offer its mistakes by confidence."""
+        probabilities = torch.softmax(logits.double(), dim=1)
+        confidence, predicted = probabilities.max(dim=1)
+        labels = batch.labels.numpy()
+        self.counts.update(labels, predicted.numpy())
+        wrong = predicted.numpy() != labels
+        self.mistakes.update_assigned(labels[wrong], confidence.numpy()[wrong], batch.indices.numpy()[wrong])
+
+    def merge(self, other: ConfusionReducer) -> ConfusionReducer:
+        """Fold a reducer of another shard into this one; returns ``self``."""
+        self.counts.merge(other.counts)
+        self.mistakes.merge(other.mistakes)
+        return self
+
+
+def unit_means(output: torch.Tensor) -> np.ndarray:
+    """(inputs, units) values of a layer's output: a conv channel's value is its mean over positions."""
+    values = output.detach().double()
+    if values.dim() > 2:
+        values = values.reshape(values.shape[0], values.shape[1], -1).mean(dim=2)
+    return values.reshape(len(values), -1).numpy()
+
+
+@dataclasses.dataclass
+class HealthReducer:
+    """Per layer and unit: moments over the split and how often the unit was active (> 0).
+
+    A unit never active on any input of the split is dead on the data, not just on a probe.
+    """
+
+    layers: Sequence[str]
+
+    def __post_init__(self) -> None:
+        self.moments: dict[str, UnitMoments] = {}
+
+    def feed(self, batch: Batch, logits: torch.Tensor, outputs: dict[str, torch.Tensor]) -> None:
+        """Fold each layer's unit values of the batch into its moments."""
+        for name in self.layers:
+            if name in outputs:
+                values = unit_means(outputs[name])
+                self.moments.setdefault(name, UnitMoments(values.shape[1])).update(values)
+
+    def merge(self, other: HealthReducer) -> HealthReducer:
+        """Fold a reducer of another shard into this one; returns ``self``."""
+        for name, moments in other.moments.items():
+            if name in self.moments:
+                self.moments[name].merge(moments)
+            else:
+                self.moments[name] = moments
+        return self
+
+    def dead_units(self, name: str) -> np.ndarray:
+        """Indices of the layer's units that were never active."""
+        return np.flatnonzero(self.moments[name].active == 0)
