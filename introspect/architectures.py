@@ -14,6 +14,7 @@ from introspect._lazy import lazy_import
 from introspect.budget import Budget
 from introspect.checkpoint import load_state_into
 from introspect.errors import CheckpointError, PluginError
+from introspect.subject import Task
 from introspect.validate import MAX_CONFIG_ITEMS, ConfigError, check_plain, shown
 from introspect.validate_config import check_config_fields, config_class_of
 
@@ -145,6 +146,22 @@ def parse_factory_kwargs(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             kwargs[key] = text  # a bare word is taken as a string
     return kwargs
+
+
+def build_arch(
+    reference: str, kwargs: Mapping[str, Any] | None, budget: Budget, config: Mapping[str, Any] | None = None
+) -> tuple[nn.Module, Task | None]:
+    """The model ``--arch`` names, and the task it declares (timm's input size and normalization).
+
+    ``timm:NAME`` and ``timm`` (the name from ``config``, a timm folder's config.json) build one of
+    timm's registered architectures without weights; anything else is ``MODULE:CALLABLE``.
+    """
+    module_name, _, name = reference.partition(":")
+    if module_name == "timm":
+        from introspect.timm_models import build_timm
+
+        return build_timm(name or None, dict(kwargs or {}), config, budget)
+    return build_from_reference(reference, kwargs), None
 
 
 def build_from_reference(reference: str, kwargs: Mapping[str, Any] | None = None) -> nn.Module:

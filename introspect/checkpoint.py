@@ -187,13 +187,13 @@ def load_state_into(model: nn.Module, state_dict: dict[str, torch.Tensor], sourc
     if stripped is not None:
         candidates.append(stripped)
     best = max(candidates, key=lambda candidate: len(candidate.keys() & expected.keys()))
-    problems = _mismatches(expected, best)
+    problems = mismatches(expected, best)
     if problems:
         raise CheckpointError(f"{source}: the weights do not fit the architecture: {problems}")
     model.load_state_dict(best, strict=True)
 
 
-def _mismatches(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]) -> str:
+def mismatches(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]) -> str:
     missing = sorted(expected.keys() - given.keys())
     unexpected = sorted(given.keys() - expected.keys())
     shapes = [

@@ -83,7 +83,9 @@ def checkpoint_options(command: Any) -> Any:
     """Options every command that loads a checkpoint shares."""
     options = [
         click.option(
-            "--arch", metavar="MODULE:CALLABLE", help="Build the model with your own code (it is imported and called)."
+            "--arch",
+            metavar="MODULE:CALLABLE",
+            help="Build the model with your own code (it is imported and called), or timm:NAME / timm.",
         ),
         click.option(
             "--arch-kwarg", multiple=True, metavar="NAME=VALUE", help="Keyword argument for --arch (repeatable)."
@@ -125,7 +127,7 @@ def checkpoint_options(command: Any) -> Any:
 
 
 @cli.command()
-@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path())
 @click.option("--all", "select_all", is_flag=True, help="Run every analyzer that applies.")
 @click.option("-a", "--analyzer", "names", multiple=True, metavar="NAME", help="Run this analyzer (repeatable).")
 @click.option("-x", "--exclude", multiple=True, metavar="NAME", help="Leave this analyzer out (repeatable).")
@@ -283,7 +285,7 @@ def list_command(as_json: bool, no_plugins: bool) -> int:
 
 
 @cli.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @checkpoint_options
 def info(checkpoint: str, as_json: bool, **loading: Any) -> int:

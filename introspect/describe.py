@@ -65,7 +65,16 @@ def subject_header(subject: Subject) -> dict[str, Any]:
         "model_note": subject.model_note,
         "warnings": list(subject.metadata.get("warnings") or []),
         "created": subject.metadata.get("created"),
+        "details": format_details(subject),
     }
+
+
+def format_details(subject: Subject) -> dict[str, Any]:
+    """What the format's own header says (model type, epoch, step, label count, preprocessing...), JSON-ready."""
+    details = dict(subject.metadata.get("details") or {})
+    if subject.metadata.get("format") == "lightning" and subject.metadata.get("hyperparameters"):
+        details["hyper_parameters"] = subject.metadata["hyperparameters"]
+    return plain(details)
 
 
 def probe_description(subject: Subject) -> str:
@@ -73,6 +82,8 @@ def probe_description(subject: Subject) -> str:
     if subject.probe_inputs is None:
         return "none"
     size = int(subject.probe_inputs.shape[0])
+    if subject.probe_is_synthetic and not subject.probe_inputs.is_floating_point():
+        return f"{size} random sequences of token ids (no probe or tokenizer was stored or given)"
     if subject.probe_is_synthetic:
         return f"{size} random inputs (no probe was stored or given)"
     note = subject.metadata.get("probe_note")  # e.g. "probe cut from 5000 to 256 inputs (--max-probe)"
@@ -96,6 +107,7 @@ def describe_checkpoint(subject: Subject) -> dict[str, Any]:
         "probe_size": int(subject.probe_inputs.shape[0]) if subject.probe_inputs is not None else 0,
         "probe": header["probe"],
         "history_epochs": len((subject.history or {}).get("epoch", [])),
+        "details": format_details(subject),
         "available": [flag.name.lower() for flag in type(available) if flag and flag in available],
         "warnings": list(subject.metadata.get("warnings") or []),
     }
@@ -119,6 +131,7 @@ def format_description(description: dict[str, Any]) -> str:
         f"history       {description['history_epochs']} epochs",
         f"can run       {', '.join(description['available'])}",
     ]
+    lines += [f"{key:<13} {value}" for key, value in description.get("details", {}).items()]
     lines += [f"metric        {key} = {value}" for key, value in description["metrics"].items()]
     lines += [f"warning       {warning}" for warning in description.get("warnings", [])]
     lines.append("layers:")

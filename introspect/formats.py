@@ -21,8 +21,11 @@ from introspect.checkpoint import (
     unwrap_state_dict,
 )
 from introspect.errors import CheckpointError
+from introspect.hub import hub_parts
+from introspect.lightning import lightning_details
 from introspect.own_format import introspect_parts
 from introspect.parts import LoadOptions, Parts
+from introspect.readers.archive import MODEL_FOLDER, SAFETENSORS, SAFETENSORS_INDEX
 from introspect.readers.exported import read_exported
 from introspect.readers.tensors import check_loaded_tensor
 from introspect.readers.torchscript import read_scripted_weights
@@ -35,7 +38,9 @@ else:
 
 
 def read_parts(path: Path, kind: str, options: LoadOptions) -> Parts:
-    if kind == "torchscript":
+    if kind in (SAFETENSORS, SAFETENSORS_INDEX, MODEL_FOLDER):
+        parts = hub_parts(path, kind, options)
+    elif kind == "torchscript":
         parts = _scripted_parts(path, options)
     elif kind == "export":
         parts = _exported_parts(path, options)
@@ -71,6 +76,9 @@ def _pickled_parts(path: Path, kind: str, options: LoadOptions) -> Parts:
                 "the file holds only weights, so no forward pass can run (pass --arch MODULE:CALLABLE to rebuild "
                 "the model from your code)"
             )
+            lightning = lightning_details(payload)
+            if lightning is not None:
+                return Parts(state_dict=state_dict, model_note=note, metadata={"format": "lightning", **lightning})
             return Parts(state_dict=state_dict, model_note=note, metadata={"format": "state_dict", "wrapper": extras})
     raise CheckpointError(f"{path}: holds a {type(payload).__name__}, which is neither a model nor a state_dict")
 

@@ -7,16 +7,18 @@ checks introspect's own format, :mod:`introspect.probes` attaches probe inputs.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from introspect._lazy import lazy_import
-from introspect.architectures import build_from_reference
-from introspect.checkpoint import file_sha256, load_state_into, sniff_format
+from introspect.checkpoint import file_sha256, sniff_format
 from introspect.errors import IntrospectError
 from introspect.formats import read_parts
+from introspect.hub import rebuild_with_arch
+from introspect.model_output import returning_logits
 from introspect.parts import LoadOptions, Parts
 from introspect.probes import (
     SYNTHETIC_PROBE_SIZE,
@@ -63,9 +65,9 @@ def load_checkpoint(path: str | os.PathLike[str], options: LoadOptions | None = 
     kind = sniff_format(path)
     parts = read_parts(path, kind, options)
     if options.arch and (kind in ("torch-zip", "torch-legacy")) and parts.model is None:
-        parts.model = build_from_reference(options.arch, options.arch_kwargs)
-        load_state_into(parts.model, parts.state_dict, str(path))
-        parts.model_note = f"built by --arch {options.arch}"
+        rebuild_with_arch(parts, options, str(path))
+    if parts.model is not None:
+        returning_logits(parts.model)  # tuples, dicts and ModelOutputs reach the analyzers as their logits
     attach_probe(parts, options, path)
     device = resolve_device(options.device)
     if parts.model is not None:
@@ -77,8 +79,8 @@ def load_checkpoint(path: str | os.PathLike[str], options: LoadOptions | None = 
         **parts.metadata,
         "format": kind if not parts.metadata.get("format") else parts.metadata["format"],
         "path": str(path),
-        "sha256": file_sha256(path),
-        "file_size": path.stat().st_size,
+        "sha256": _content_sha256(path),
+        "file_size": _size_on_disk(path),
         "warnings": [*parts.warnings, *non_finite_warnings(path, weights)],
     }
     return Subject(
@@ -117,6 +119,23 @@ def resolve_device(device: str) -> str:
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise IntrospectError(f"unknown device {device!r}: use auto, cpu or cuda")
     return device
+
+
+def _content_sha256(path: Path) -> str:
+    """The file's sha256; for a model folder, one over the names and hashes of the files in it."""
+    if not path.is_dir():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for item in sorted(item for item in path.iterdir() if item.is_file()):
+        digest.update(f"{item.name}\0{file_sha256(item)}\n".encode())
+    return digest.hexdigest()
+
+
+def _size_on_disk(path: Path) -> int:
+    """Bytes of a file, or of the files directly inside a model folder."""
+    if path.is_dir():
+        return sum(item.stat().st_size for item in path.iterdir() if item.is_file())
+    return path.stat().st_size
 
 
 def _evaluation_mode(model: nn.Module) -> None:

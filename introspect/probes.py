@@ -22,6 +22,8 @@ else:
     torch = lazy_import("torch")
 
 SYNTHETIC_PROBE_SIZE = 16
+#: Tokens per sequence of a random text probe when nothing declares a length.
+SEQUENCE_LENGTH = 16
 
 
 def attach_probe(parts: Parts, options: LoadOptions, path: Path) -> None:
@@ -36,7 +38,11 @@ def attach_probe(parts: Parts, options: LoadOptions, path: Path) -> None:
         image_shape = parts.task.image_shape or (input_shape if len(input_shape) == 3 else None)
         parts.task = dataclasses.replace(parts.task, input_shape=input_shape, image_shape=image_shape)
     if parts.probe_inputs is None and parts.model is not None and input_shape is not None:
-        parts.probe_inputs = synthetic_probe(input_shape, field, budget, options.seed)
+        vocabulary = token_vocabulary(parts.model)
+        if vocabulary is None:
+            parts.probe_inputs = synthetic_probe(input_shape, field, budget, options.seed)
+        else:
+            parts.probe_inputs = token_probe(input_shape, vocabulary, budget, options.seed)
         parts.extra["probe_is_synthetic"] = True
     if options.probe is not None and parts.model is not None:
         _check_probe_fits(parts.model, parts.probe_inputs, options.probe)
@@ -62,6 +68,8 @@ def _input_shape(parts: Parts, options: LoadOptions, path: Path) -> tuple[tuple[
         return validate.shape_or_none(options.input_shape, "--input-shape"), "--input-shape"
     if parts.task.input_shape:
         return parts.task.input_shape, f"{path}: task.input_shape"
+    if parts.model is not None and token_vocabulary(parts.model) is not None:
+        return (SEQUENCE_LENGTH,), f"{path}: the sequence length of a random text probe"
     return guess_input_shape(parts.state_dict), f"{path}: the input shape guessed from the first weight"
 
 
@@ -82,6 +90,23 @@ def synthetic_probe(input_shape: Sequence[int], field: str, budget: Budget, seed
     budget.check_bytes(size * elements * 4, f"a random probe of {size} inputs of shape {list(input_shape)}")
     generator = torch.Generator().manual_seed(seed)
     return torch.randn((size, *input_shape), generator=generator)
+
+
+def token_vocabulary(model: nn.Module) -> int | None:
+    """The vocabulary size when the model's first layer is an ``nn.Embedding`` (it takes token ids)."""
+    first = next((module for module in model.modules() if not any(module.children())), None)
+    return int(first.num_embeddings) if isinstance(first, torch.nn.Embedding) else None
+
+
+def token_probe(input_shape: Sequence[int], vocabulary: int, budget: Budget, seed: int = 0) -> torch.Tensor:
+    """Seeded random token ids in ``[0, vocabulary)``, ``min(SYNTHETIC_PROBE_SIZE, max_probe)`` sequences."""
+    size = min(SYNTHETIC_PROBE_SIZE, budget.max_probe)
+    elements = math.prod(input_shape)
+    if elements > MAX_SYNTHETIC_INPUT_ELEMENTS:
+        raise BudgetError(f"a random text probe of shape {list(input_shape)} is longer than a probe may be")
+    budget.check_bytes(size * elements * 8, f"a random text probe of {size} sequences of shape {list(input_shape)}")
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocabulary, (size, *input_shape), generator=generator)
 
 
 def read_probe(probe: Any, budget: Budget | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:

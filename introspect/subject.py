@@ -150,7 +150,7 @@ class Subject:
         offered = Needs.WEIGHTS
         if self.model is not None and self.probe_inputs is not None:
             offered |= Needs.FORWARD
-            if self.differentiable:
+            if self.differentiable and self.probe_inputs.is_floating_point():
                 offered |= Needs.GRADIENTS
         if self.probe_labels is not None:
             offered |= Needs.LABELS
@@ -183,12 +183,18 @@ def _no_model_reason(subject: Subject) -> str:
     return "there are no probe inputs (pass --probe FILE or --input-shape)"
 
 
+def _no_gradient_reason(subject: Subject) -> str:
+    if subject.model is None or subject.probe_inputs is None:
+        return _no_model_reason(subject)
+    if not subject.probe_inputs.is_floating_point():
+        return "the inputs are token ids (integers), which have no gradient"
+    return "the model does not support gradients"
+
+
 _MISSING_REASONS = {
     Needs.WEIGHTS: lambda s: "the checkpoint holds no weights",
     Needs.FORWARD: _no_model_reason,
-    Needs.GRADIENTS: lambda s: (
-        _no_model_reason(s) if s.model is None or s.probe_inputs is None else "the model does not support gradients"
-    ),
+    Needs.GRADIENTS: lambda s: _no_gradient_reason(s),
     Needs.LABELS: lambda s: "the probe inputs have no labels",
     Needs.IMAGE_INPUT: lambda s: "the inputs are not images",
     Needs.SCALAR_INPUT: lambda s: "the input is not a single number",

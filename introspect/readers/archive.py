@@ -17,12 +17,16 @@ from pathlib import Path
 
 from introspect.budget import Budget, BudgetError, format_bytes
 from introspect.errors import CheckpointError
+from introspect.readers.safetensors_file import looks_like_safetensors
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PICKLE_PROTOCOL_MARK = 0x80
 #: Entries a zip may hold: torch writes a handful per tensor, so this is far above honest files.
 MAX_ZIP_ENTRIES = 500_000
 TORCH_ZIP, TORCH_LEGACY, TORCHSCRIPT, EXPORT = "torch-zip", "torch-legacy", "torchscript", "export"
+SAFETENSORS, SAFETENSORS_INDEX, MODEL_FOLDER = "safetensors", "safetensors-index", "model-folder"
+#: Bytes read to tell kinds apart: a safetensors header length (8) and the first byte of its JSON.
+_HEAD_BYTES = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,29 +74,43 @@ def check_regular_file(path: Path) -> None:
     except OSError as error:
         raise CheckpointError(f"{path}: cannot be read ({error.strerror})") from None
     if stat.S_ISDIR(mode):
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+        raise CheckpointError(f"{path}: is a folder without a config.json or safetensors files, not a checkpoint")
     if not stat.S_ISREG(mode):
         raise CheckpointError(f"{path}: is not a regular file (a pipe, socket or device), so it is not read")
 
 
 def sniff_kind(path: Path) -> str:
-    """``torch-zip``, ``torch-legacy``, ``torchscript`` or ``export``, from the content.
+    """``torch-zip``, ``torch-legacy``, ``torchscript``, ``export``, ``safetensors``,
+    ``safetensors-index`` (a JSON object, the index of a sharded checkpoint) or ``model-folder``,
+    from the content.
 
     Raises:
-        CheckpointError: not a regular file, empty, or not a PyTorch file at all.
+        CheckpointError: not a regular file or a model folder, empty, or not a checkpoint at all.
     """
+    if path.is_dir() and _is_model_folder(path):
+        return MODEL_FOLDER
     check_regular_file(path)
     with open(path, "rb") as handle:
-        head = handle.read(8)
+        head = handle.read(_HEAD_BYTES)
     if not head:
         raise CheckpointError(f"{path}: the file is empty")
     if head.startswith(_PNG_SIGNATURE):
         raise CheckpointError(f"{path}: is a PNG image, not a checkpoint")
     if head.startswith(b"PK"):
         return zip_kind(_entry_names(path), path)
+    # Before the pickle mark: a header length's low byte may be 0x80; a legacy pickle's ninth byte is never "{".
+    if looks_like_safetensors(head, path.stat().st_size):
+        return SAFETENSORS
     if head[0] == _PICKLE_PROTOCOL_MARK:  # torch.save's legacy format is a sequence of pickles
         return TORCH_LEGACY
+    if head.lstrip().startswith(b"{"):  # its reader checks that it really is an index
+        return SAFETENSORS_INDEX
     raise CheckpointError(f"{path}: is not a PyTorch checkpoint (unrecognized content)")
+
+
+def _is_model_folder(path: Path) -> bool:
+    """A folder as ``save_pretrained`` or timm writes it: a config.json or safetensors files."""
+    return (path / "config.json").is_file() or any(path.glob("*.safetensors"))
 
 
 def zip_kind(names: list[str], path: Path) -> str:
