@@ -88,6 +88,8 @@ def hub_parts(path: Path, kind: str, options: LoadOptions) -> Parts:
     if located.config and hf_models.is_hf_config(located.config):
         hf_models.check_hf_config(located.config, str(path))  # remote code is refused before any weight is read
     state_dict, details = _read_weights(located, options)
+    if located.weights != path:  # a folder or one shard was given: say which file was read
+        details["weights"] = located.weights.name
     parts = Parts(state_dict=state_dict, model_note=WEIGHTS_ONLY_NOTE)
     parts.metadata = {"format": _format_name(kind, located), "details": details}
     if options.arch:
@@ -112,8 +114,6 @@ def _read_weights(located: Located, options: LoadOptions) -> tuple[dict[str, Any
             raise CheckpointError(f"{located.weights}: holds a {type(payload).__name__}, not a state_dict")
         tensors, details = found[0], {}
     details["tensors"] = len(tensors)
-    if located.weights.name != located.folder.name:
-        details["weights"] = located.weights.name
     return tensors, details
 
 
@@ -132,7 +132,9 @@ def _rebuild_hf(parts: Parts, located: Located, options: LoadOptions, source: st
     parts.model = hf_models.build_hf_model(config, parts.state_dict, options.budget, source)
     parts.task = hf_models.hf_task(parts.model, config, located.preprocessor)
     parts.model_note = f"rebuilt as transformers' {type(parts.model).__name__} from config.json"
-    parts.metadata["details"].update({k: v for k, v in hf_models.hf_details(config, parts.model).items() if v is not None})
+    parts.metadata["details"].update(
+        {k: v for k, v in hf_models.hf_details(config, parts.model).items() if v is not None}
+    )
     if parts.task.normalization:
         parts.metadata["details"]["preprocessing"] = dict(parts.task.normalization)
 
