@@ -35,7 +35,9 @@ def attach_probe(parts: Parts, options: LoadOptions, path: Path) -> None:
         _cut_probe(parts, budget)
     input_shape, field = _input_shape(parts, options, path)
     if input_shape is not None:
-        image_shape = parts.task.image_shape or (input_shape if len(input_shape) == 3 else None)
+        # An input of three dimensions is shown as itself, even where the task declared another size
+        # (--input-shape 3,32,32 for a network whose pretrained_cfg says 224).
+        image_shape = input_shape if len(input_shape) == 3 else parts.task.image_shape
         parts.task = dataclasses.replace(parts.task, input_shape=input_shape, image_shape=image_shape)
     if parts.probe_inputs is None and parts.model is not None and input_shape is not None:
         vocabulary = token_vocabulary(parts.model)
