@@ -33,7 +33,7 @@ def lightning_details(payload: Mapping[str, Any]) -> dict[str, Any] | None:
         if isinstance(payload.get(key), int) and not isinstance(payload.get(key), bool)
     }
     if isinstance(payload.get(VERSION_KEY), str):
-        details["lightning_version"] = payload[VERSION_KEY][:40]
+        details["lightning"] = payload[VERSION_KEY][:40]
     hyperparameters = _plain_hyperparameters(payload.get("hyper_parameters"))
     return {"details": details, "hyperparameters": hyperparameters} if hyperparameters else {"details": details}
 
