@@ -93,7 +93,15 @@ def _header(dtype: str = "F32", shape: list[int] | None = None, offsets: list[in
         ),
         (_header(shape=[-2, 2]), bytes(16), None, "malformed shape"),
     ],
-    ids=["wrong-span", "offsets-past-end", "header-larger-than-file", "absurd-header", "unknown-dtype", "overlap", "shape"],
+    ids=[
+        "wrong-span",
+        "offsets-past-end",
+        "header-larger-than-file",
+        "absurd-header",
+        "unknown-dtype",
+        "overlap",
+        "shape",
+    ],
 )
 def test_forged_header_is_refused_in_one_line_and_nothing_is_written(
     tmp_path: Path, header: dict, data: bytes, declared: int | None, words: str, capsys: pytest.CaptureFixture
@@ -127,7 +135,9 @@ def test_arch_rebuilds_the_model_from_a_safetensors_file(tmp_path: Path) -> None
     model = torch.nn.Sequential(torch.nn.Linear(4, 3))
     path = tmp_path / "linear.safetensors"
     save_file(model.state_dict(), str(path))
-    subject = load_checkpoint(path, device="cpu", arch="torch.nn:Linear", arch_kwargs={"in_features": 4, "out_features": 3})
+    subject = load_checkpoint(
+        path, device="cpu", arch="torch.nn:Linear", arch_kwargs={"in_features": 4, "out_features": 3}
+    )
     inputs = torch.randn(5, 4)
     assert torch.allclose(subject.model(inputs), model(inputs))
     assert subject.task.input_shape == (4,) and Needs.GRADIENTS in subject.available()
