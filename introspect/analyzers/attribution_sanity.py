@@ -18,6 +18,15 @@ from introspect.analyzers._attribution import (
     estimate_macs,
     in_eval_mode,
 )
+from introspect.analyzers._faithfulness import (
+    average_ranks,
+    baseline_band,
+    falls_to_baseline,
+    parameterized_layers,
+    random_pair_similarities,
+    rank_correlation,
+    reinitialize,
+)
 from introspect.analyzers._shared import display_images
 from introspect.artifacts import Artifact
 from introspect.errors import SkipAnalyzer
@@ -39,8 +48,9 @@ else:
 
 MAX_STEPS = 12
 MAX_STRIP_MAPS = 6
-PASS_BELOW = 0.5
 FAIL_FROM = 0.8
+
+__all__ = ["average_ranks", "parameterized_layers", "rank_correlation", "reinitialize", "saliency_sanity"]
 
 
 @analyzer(needs=Needs.FORWARD | Needs.GRADIENTS | Needs.IMAGE_INPUT)
@@ -56,8 +66,10 @@ def saliency_sanity(
     between the trained and the randomized model, averaged over the probe images (band:
     lowest to highest image). A curve that falls towards 0 means the maps depend on the learned
     weights; one that stays high means the maps show the input's structure rather than the
-    model. The dashed line is a Sobel edge detector's correlation with the trained maps: an
-    explanation that needs no model at all.
+    model. The dotted green line and band are the random-pair baseline: the correlation of the
+    trained maps of two unrelated probe images (mean +- 1 std); the test passes when the fully
+    randomized maps fall to it, not below a fixed number. The dashed line is a Sobel edge
+    detector's correlation with the trained maps: an explanation that needs no model at all.
     """
     layers = parameterized_layers(subject.model)
     if not layers:
@@ -76,8 +88,10 @@ def saliency_sanity(
     edge_spearman = np.array([rank_correlation(trained[i], edges[i]) for i in range(len(trained))])
     modules = dict(subject.model.named_modules())
     labels = ["none"] + [_step_label(layers[count - 1], modules) for count in counts[1:]]
-    verdict, sentence = _verdict(spearman, edge_spearman, len(layers))
-    figure = _sanity_figure(spearman, edge_spearman, labels, images[0], trained[0], randomized, probe.titles[0])
+    baseline = random_pair_similarities(trained, seed=subject.seed)
+    band = baseline_band(baseline)
+    verdict, sentence = _verdict(spearman, edge_spearman, len(layers), band)
+    figure = _sanity_figure(spearman, edge_spearman, labels, images[0], trained[0], randomized, probe.titles[0], band)
     skipped = (
         f" Correlations are computed after {len(counts) - 1} of the {len(layers)} cumulative steps (evenly spaced)."
         if len(counts) - 1 < len(layers)
@@ -90,6 +104,7 @@ def saliency_sanity(
         "counts": np.array(counts),
         "spearman": spearman,
         "edge_spearman": edge_spearman,
+        "baseline_spearman": baseline,
         "trained_maps": trained,
         "randomized_maps": np.stack(randomized),
         "indices": probe.indices,
@@ -99,6 +114,8 @@ def saliency_sanity(
         "layers": labels,
         "mean_spearman": [_round(value) for value in np.nanmean(spearman, axis=1)],
         "edge_spearman": _round(np.nanmean(edge_spearman)),
+        "baseline_mean": _round(band[0]),
+        "baseline_std": _round(band[1]),
         "num_layers": len(layers),
         "num_images": len(trained),
     }
@@ -108,12 +125,6 @@ def saliency_sanity(
 def _step_label(name: str, modules: dict[str, nn.Module]) -> str:
     """``"fc2 Linear"``: the layer randomized last at a step, both names cut to fit a tick label."""
     return f"{short_label(name or '(root)', 40)} {short_label(type(modules[name]).__name__, 30)}"
-
-
-def parameterized_layers(model: nn.Module) -> list[str]:
-    """Names of modules that hold parameters themselves, from the output end to the input end."""
-    names = [name for name, module in model.named_modules() if next(module.parameters(recurse=False), None) is not None]
-    return names[::-1]
 
 
 def cut_points(num_layers: int, max_steps: int) -> list[int]:
@@ -150,35 +161,6 @@ def randomized_maps(subject: Subject, probe: ProbeSelection, layers: list[str], 
     return results
 
 
-def reinitialize(module: nn.Module) -> None:
-    """Draw ``module``'s own parameters afresh: its ``reset_parameters``, else a normal of the same spread."""
-    if hasattr(module, "reset_parameters"):
-        module.reset_parameters()
-        return
-    for parameter in module.parameters(recurse=False):
-        spread = float(parameter.std()) if parameter.numel() > 1 else 0.0
-        parameter.normal_(0.0, spread or 0.02)
-
-
-def rank_correlation(first: np.ndarray, second: np.ndarray) -> float:
-    """Spearman's rank correlation of two maps (average ranks for ties); NaN when one is constant."""
-    ranks_a = average_ranks(np.ravel(first)) - (first.size + 1) / 2
-    ranks_b = average_ranks(np.ravel(second)) - (second.size + 1) / 2
-    denominator = float(np.sqrt((ranks_a**2).sum() * (ranks_b**2).sum()))
-    return float((ranks_a * ranks_b).sum() / denominator) if denominator > 0 else float("nan")
-
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of ``values``, tied values sharing their mean rank (numpy only: scipy.stats imports slowly)."""
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
-    ends = np.append(starts[1:], len(values))
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.repeat((starts + ends + 1) / 2, ends - starts)
-    return ranks
-
-
 def sobel_magnitude(images: np.ndarray) -> np.ndarray:
     """Gradient magnitude of (N, H, W) grey images by the 3x3 Sobel operator, edges mirrored."""
     padded = np.pad(np.asarray(images, dtype=np.float64), ((0, 0), (1, 1), (1, 1)), mode="symmetric")
@@ -197,7 +179,10 @@ def _round(value: float) -> float | None:
     return None if not np.isfinite(value) else round(float(value), 4)
 
 
-def _verdict(spearman: np.ndarray, edge_spearman: np.ndarray, num_layers: int) -> tuple[str, str]:
+def _verdict(
+    spearman: np.ndarray, edge_spearman: np.ndarray, num_layers: int, band: tuple[float, float]
+) -> tuple[str, str]:
+    """Pass when the fully randomized maps fall to the random-pair baseline (mean + 1 std), fail from 0.8."""
     final = float(np.nanmean(spearman[-1])) if np.isfinite(spearman[-1]).any() else float("nan")
     edge = float(np.nanmean(edge_spearman)) if np.isfinite(edge_spearman).any() else float("nan")
     reference = f" For reference, a Sobel edge map of the input has rank correlation {edge:.2f} with the trained maps."
@@ -209,7 +194,14 @@ def _verdict(spearman: np.ndarray, edge_spearman: np.ndarray, num_layers: int) -
     where = (
         f"with all {num_layers} layers randomized the maps keep a rank correlation of {final:.2f} with the trained ones"
     )
-    if final < PASS_BELOW:
+    if np.isfinite(band[0]):
+        where += (
+            f", against a random-pair baseline of {band[0]:.2f} \u00b1 {band[1]:.2f} (the correlation of the trained "
+            "maps of two unrelated probe images)"
+        )
+    else:
+        where += " (one image only: no random-pair baseline, so the test cannot pass)"
+    if falls_to_baseline(final, band):
         return "pass", f"Passes: {where}, so they depend on what the network learned." + reference
     if final < FAIL_FROM:
         return "weak", f"Weak: {where}; much of the map reflects the input rather than the learned weights." + reference
@@ -227,6 +219,7 @@ def _sanity_figure(
     trained: np.ndarray,
     randomized: list[np.ndarray],
     title: str,
+    band: tuple[float, float],
 ) -> Figure:
     figure = new_figure(max(7.0, 0.45 * len(labels) + 3), 6.2)
     curve_axes, strip_axes = figure.subplots(2, 1, height_ratios=[2.2, 1])
@@ -242,6 +235,8 @@ def _sanity_figure(
             color="tab:orange",
             label="Sobel edges vs trained saliency",
         )
+    if np.isfinite(band[0]):
+        _draw_baseline(curve_axes, band)
     curve_axes.axhline(0.0, color="black", linewidth=0.6)
     curve_axes.set_ylim(min(-0.1, float(np.nanmin(low)) - 0.05) if np.isfinite(low).any() else -0.1, 1.05)
     curve_axes.set_xticks(positions, labels, rotation=45, ha="right", fontsize=7)
@@ -263,3 +258,10 @@ def _sanity_figure(
     first = short_label(title.splitlines()[0])
     strip_axes.set_title(f"|saliency| of the first image ({first}), each map scaled to its maximum", fontsize=8)
     return figure
+
+
+def _draw_baseline(axes, band: tuple[float, float]) -> None:
+    """The random-pair baseline: its mean as a dotted line, mean +- 1 std shaded; falling into it passes."""
+    mean, spread = band
+    axes.axhspan(mean - spread, mean + spread, color="tab:green", alpha=0.12)
+    axes.axhline(mean, linestyle=":", color="tab:green", label="random-pair baseline (unrelated images), \u00b1 1 std")

@@ -333,6 +333,25 @@ def test_randomization_correlation_is_one_untouched_then_drops_on_trained_mnist_
     assert all(torch.equal(before[name], tensor) for name, tensor in mnist_cnn_subject.model.state_dict().items())
 
 
+def test_randomization_verdict_reads_against_the_random_pair_baseline(mnist_cnn_subject: Subject) -> None:
+    # The baseline replaced a fixed 0.5: passing means falling to the correlation of unrelated images' maps.
+    from itertools import combinations
+
+    from scipy.stats import spearmanr
+
+    artifact = attribution_sanity.saliency_sanity(mnist_cnn_subject)[0]
+    trained = artifact.data["trained_maps"]
+    pairs = [
+        spearmanr(trained[i].ravel(), trained[j].ravel()).statistic for i, j in combinations(range(len(trained)), 2)
+    ]
+    summary = artifact.summary
+    assert summary["baseline_mean"] == pytest.approx(np.mean(pairs), abs=1e-4)
+    assert summary["baseline_std"] == pytest.approx(np.std(pairs), abs=1e-4)
+    final = summary["mean_spearman"][-1]
+    expected = "pass" if final <= summary["baseline_mean"] + summary["baseline_std"] else "weak"
+    assert summary["verdict"] == expected and "random-pair baseline" in artifact.caption
+
+
 def test_saliency_on_trained_mnist_cnn_follows_the_digit(mnist_cnn_subject: Subject) -> None:
     artifact = attribution.input_saliency(mnist_cnn_subject, methods=("integrated_gradients",))[0]
     images = _shared.display_images(mnist_cnn_subject, mnist_cnn_subject.probe_inputs[artifact.data["indices"]])[..., 0]
