@@ -64,7 +64,9 @@ def test_vit_folder_gives_transformers_own_logits_labels_and_preprocessing(vit_f
 @pytest.mark.slow
 def test_vit_folder_is_analyzed_with_every_analyzer(vit_folder: Path, tmp_path: Path, capsys) -> None:
     out_dir = tmp_path / "gallery"
-    code, out, err = exit_code_of(["analyze", str(vit_folder), "--all", "-o", str(out_dir), "--device", "cpu"], capsys)
+    # attribution_scorecard alone takes 12 s of a 2-core machine on this tiny ViT; it has its own tests.
+    args = ["analyze", str(vit_folder), "--all", "-x", "attribution_scorecard", "-o", str(out_dir), "--device", "cpu"]
+    code, out, err = exit_code_of(args, capsys)
     assert code == 0, err
     manifest = json.loads((out_dir / "manifest.json").read_text())
     statuses = {result["name"]: result["status"] for result in manifest["analyzers"]}
