@@ -19,7 +19,9 @@ from introspect.analyzers._attribution import (
     in_eval_mode,
 )
 from introspect.analyzers._faithfulness import (
-    average_ranks,
+    average_ranks as average_ranks,  # re-exported: it was defined here before
+)
+from introspect.analyzers._faithfulness import (
     baseline_band,
     falls_to_baseline,
     parameterized_layers,
@@ -49,8 +51,6 @@ else:
 MAX_STEPS = 12
 MAX_STRIP_MAPS = 6
 FAIL_FROM = 0.8
-
-__all__ = ["average_ranks", "parameterized_layers", "rank_correlation", "reinitialize", "saliency_sanity"]
 
 
 @analyzer(needs=Needs.FORWARD | Needs.GRADIENTS | Needs.IMAGE_INPUT)
