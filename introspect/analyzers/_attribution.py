@@ -371,3 +371,30 @@ def occlusion_window(side: int, max_positions: int = 11) -> tuple[int, int]:
     window = min(side, 2 * stride)
     window += (side - window) % stride
     return window, stride
+
+
+def flat_map_counts(maps: np.ndarray) -> tuple[int, int]:
+    """How many of the maps (N, ...) are zero everywhere, and how many hold one other value everywhere."""
+    flat = np.asarray(maps, dtype=np.float64).reshape(len(maps), -1)
+    if flat.size == 0:
+        return 0, 0
+    zero = ~np.any(flat != 0, axis=1)
+    constant = ~zero & (np.ptp(flat, axis=1) <= 1e-9 * np.abs(flat).max(axis=1))
+    return int(zero.sum()), int(constant.sum())
+
+
+def flat_map_note(maps: np.ndarray) -> str:
+    """A caption sentence saying which maps are all zero or constant, so show nothing; "" when none is."""
+    num_zero, num_constant = flat_map_counts(maps)
+    total = len(maps)
+
+    def count(number: int) -> str:
+        if number == total:
+            return f"all {total} maps are" if total > 1 else "the map is"
+        return f"{number} of {total} maps {'is' if number == 1 else 'are'}"
+
+    parts = [f"{count(num_zero)} zero everywhere"] if num_zero else []
+    parts += [f"{count(num_constant)} constant (one value everywhere)"] if num_constant else []
+    if not parts:
+        return ""
+    return f" Warning: {' and '.join(parts)}, so they show nothing about where the evidence lies."

@@ -2,14 +2,14 @@
 
 The shared pieces (choosing probe images and targets, batched captum calls, a work cap that
 keeps big models affordable, and the image/map/overlay strips) live in :mod:`._attribution`;
-this module holds ``input_saliency``, ``grad_cam`` and ``occlusion``. :func:`attribute` is
+this module holds ``input_saliency`` (``grad_cam`` is in :mod:`.attribution_cam`, ``occlusion`` in
+:mod:`.attribution_occlusion`). :func:`attribute` is
 the batched call ``input_saliency`` makes, re-exported for benchmarks.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,16 +23,14 @@ from introspect.analyzers._attribution import (
     channel_maps,
     choose_probe,
     estimate_macs,
+    flat_map_counts,
+    flat_map_note,
     in_eval_mode,
-    occlusion_window,
-    row_cap,
     strip_figure,
     tiles_for,
 )
 from introspect.analyzers._shared import display_images
 from introspect.artifacts import Artifact
-from introspect.capture import check_hookable
-from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
 from introspect.plotting import new_figure, short_label
 from introspect.spec import analyzer
@@ -160,6 +158,9 @@ def _method_artifact(
         caption += " TorchScript modules run no Python hooks, so Guided Backprop equals the plain gradient here."
     elif method == "guided_backprop" and not _has_relu_modules(subject.model):
         caption += " The model has no nn.ReLU modules, so Guided Backprop equals the plain gradient here."
+    # A zero-initialized head, or a score that ignores the input, leaves nothing to show: say so.
+    caption += flat_map_note(values.reshape(len(values), -1).numpy())
+    summary["num_zero_maps"], summary["num_constant_maps"] = flat_map_counts(values.reshape(len(values), -1).numpy())
     return Artifact(name=method.replace("_", "-"), caption=caption, figure=figure, data=data, summary=summary)
 
 
@@ -255,151 +256,3 @@ def _derivative_figure(subject: Subject, xs: np.ndarray, ys: np.ndarray, slopes:
     top.legend(fontsize=7)
     bottom.legend(fontsize=7)
     return figure
-
-
-@analyzer(needs=Needs.FORWARD | Needs.GRADIENTS | Needs.IMAGE_INPUT)
-@in_eval_mode
-def grad_cam(subject: Subject, /, *, max_per_class: int = 2, max_images: int = 8) -> list[Artifact]:
-    """Grad-CAM on the last Conv2d layer: which regions of the image the class score relies on.
-
-    The last convolution's channels are weighted by the mean gradient of the target score
-    (the probe label, else the predicted class) and summed; negative values are cut at zero
-    (Selvaraju et al. 2017). The coarse map is upsampled bilinearly to the input size and laid
-    over the image. Grad-CAM is coarse by design: it shows where, not which pixels.
-    """
-    from captum.attr import LayerAttribution, LayerGradCam
-
-    check_hookable(subject.model)
-    convolutions = [
-        (name, module) for name, module in subject.model.named_modules() if isinstance(module, torch.nn.Conv2d)
-    ]
-    if not convolutions:
-        raise SkipAnalyzer("the model has no Conv2d layer")
-    layer_name, layer = convolutions[-1]
-    probe = choose_probe(subject, max_per_class, max_images, forward_passes=3)
-    inputs = probe.inputs.detach().clone().requires_grad_(True)
-    cam = LayerGradCam(subject.model, layer).attribute(inputs, target=probe.targets, relu_attributions=True)
-    cam = cam.detach()
-    height, width = subject.task.image_shape[1:]
-    upsampled = LayerAttribution.interpolate(cam, (height, width), interpolate_mode="bilinear")
-    maps = upsampled[:, 0].cpu().double().numpy()
-    heading = f"Grad-CAM on {short_label(layer_name)} ({cam.shape[2]}x{cam.shape[3]}, upsampled to {height}x{width})"
-    figure = strip_figure(tiles_for(display_images(subject, probe.inputs), maps, signed=False), probe.titles, heading)
-    caption = (
-        f"Grad-CAM on the last convolution {layer_name} (map {cam.shape[2]}x{cam.shape[3]}, upsampled to "
-        f"{height}x{width}) "
-        f"for {len(probe.indices)} probe images{probe.note}; each map is scaled to its own maximum."
-    )
-    data = {
-        "cam": cam.cpu().double().numpy(),
-        "upsampled": maps,
-        "indices": probe.indices,
-        "targets": probe.target_array(),
-    }
-    summary = {
-        "layer": layer_name,
-        "cam_shape": list(cam.shape[2:]),
-        "num_images": len(probe.indices),
-        "fraction_zero": float((cam <= 0).double().mean()),
-    }
-    return [Artifact(name="grad-cam", caption=caption, layer=layer_name, figure=figure, data=data, summary=summary)]
-
-
-@analyzer(needs=Needs.FORWARD | Needs.IMAGE_INPUT)
-@in_eval_mode
-def occlusion(
-    subject: Subject,
-    /,
-    *,
-    max_per_class: int = 2,
-    max_images: int = 8,
-    window: int | None = None,
-    stride: int | None = None,
-) -> list[Artifact]:
-    """Occlusion: how much the target score drops when a patch of the image is blanked out.
-
-    A square window (all channels) slides over the image and is set to zero in the model's
-    input space (the dataset mean when inputs are normalized, black otherwise); each pixel gets
-    the mean drop score(image) - score(occluded) over the windows covering it (Zeiler & Fergus
-    2014). Red: hiding the region lowers the target score (evidence for it); blue: raises it.
-    Window and stride follow the image size: stride ceil(side / 12), window about twice the
-    stride, widened so the windows reach the far edge.
-    """
-    channels, height, width = subject.task.image_shape
-    macs = estimate_macs(subject.model, subject.probe_inputs[:1].to(subject.device))
-    (window_h, window_w), (stride_h, stride_w) = _occlusion_geometry(subject, macs, window, stride)
-    # captum clips a last window at the far edge when the strides do not land on it exactly.
-    positions = (math.ceil((height - window_h) / stride_h) + 1) * (math.ceil((width - window_w) / stride_w) + 1)
-    probe = choose_probe(subject, max_per_class, max_images, forward_passes=positions + 1, macs=macs)
-    result = _occlude(subject.model, probe, (channels, height, width), (window_h, window_w), (stride_h, stride_w))
-    maps = channel_maps(result, (channels, height, width), reduce="mean")
-    figure = strip_figure(
-        tiles_for(display_images(subject, probe.inputs), maps, signed=True),
-        probe.titles,
-        f"Occlusion: {window_h}x{window_w} window, stride {stride_h}x{stride_w}, {positions} positions",
-    )
-    caption = (
-        f"Occlusion with a {window_h}x{window_w} window moved in steps of {stride_h}x{stride_w} ({positions} "
-        "positions per image) "
-        f"for {len(probe.indices)} probe images{probe.note}; each map is scaled to its own largest drop."
-    )
-    data = {
-        "attributions": result.cpu().double().numpy(),
-        "maps": maps,
-        "indices": probe.indices,
-        "targets": probe.target_array(),
-    }
-    summary = {
-        "window": [window_h, window_w],
-        "stride": [stride_h, stride_w],
-        "positions": positions,
-        "num_images": len(probe.indices),
-        "max_drop": float(maps.max()),
-        "min_drop": float(maps.min()),
-    }
-    return [Artifact(name="occlusion", caption=caption, figure=figure, data=data, summary=summary)]
-
-
-def _occlusion_geometry(
-    subject: Subject, macs: float, window: int | None, stride: int | None
-) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(window_h, window_w), (stride_h, stride_w): from the image size and the work cap, unless set by hand."""
-    height, width = subject.task.image_shape[1:]
-    # Big models get fewer, larger windows: at least 2 and at most 11 positions per side.
-    per_side = int(min(11, max(2, math.isqrt(max(0, int(affordable_passes(subject, macs)) - 1)))))
-    (window_h, stride_h), (window_w, stride_w) = occlusion_window(height, per_side), occlusion_window(width, per_side)
-    if window is not None:
-        window_h, window_w = min(window, height), min(window, width)
-    if stride is not None:
-        stride_h = stride_w = max(1, stride)
-    return (window_h, window_w), (stride_h, stride_w)
-
-
-def _occlude(
-    model: torch.nn.Module,
-    probe: ProbeSelection,
-    image_shape: tuple[int, int, int],
-    window: tuple[int, int],
-    stride: tuple[int, int],
-) -> torch.Tensor:
-    """captum Occlusion over the probe images at once, in image shape; zero baseline."""
-    from captum.attr import Occlusion
-
-    channels = image_shape[0]
-    images = probe.inputs.detach().reshape(len(probe.indices), *image_shape)
-    input_shape = tuple(probe.inputs.shape[1:])
-
-    def on_images(batch: torch.Tensor) -> torch.Tensor:
-        # A dense network takes flat vectors: windows slide over the image, the model sees its own shape.
-        return model(batch.reshape(batch.shape[0], *input_shape))
-
-    with torch.no_grad():
-        result = Occlusion(on_images).attribute(
-            images,
-            sliding_window_shapes=(channels, *window),
-            strides=(channels, *stride),
-            baselines=0.0,
-            target=probe.targets,
-            perturbations_per_eval=max(1, row_cap(images, INTERNAL_BATCH_SIZE) // len(images)),
-        )
-    return result.detach().cpu()

@@ -8,7 +8,15 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from introspect.analyzers import _shared, activation_maps, animations, attribution, attribution_sanity
+from introspect.analyzers import (
+    _shared,
+    activation_maps,
+    animations,
+    attribution,
+    attribution_cam,
+    attribution_occlusion,
+    attribution_sanity,
+)
 from introspect.analyzers._shared import display_images, pick_images
 from introspect.analyzers.activation_maps import feature_maps
 from introspect.runner import run_one
@@ -100,7 +108,14 @@ def test_feature_maps_on_resnet18_are_capped() -> None:
 
 def test_every_analyzer_shows_a_probe_image_with_the_one_display_images() -> None:
     # One function, so no analyzer can carry its own clipping rule.
-    for module in (activation_maps, attribution, attribution_sanity, animations):
+    for module in (
+        activation_maps,
+        attribution,
+        attribution_cam,
+        attribution_occlusion,
+        attribution_sanity,
+        animations,
+    ):
         assert module.display_images is _shared.display_images, module.__name__
 
 
@@ -122,10 +137,10 @@ def test_two_analyzers_show_the_same_probe_with_the_same_pixels(monkeypatch: pyt
 
         return record
 
-    for module in (activation_maps, attribution):
+    for module in (activation_maps, attribution_cam):
         monkeypatch.setattr(module, "display_images", spy(module.__name__))
     feature_maps(subject)
-    attribution.grad_cam(subject)
+    attribution_cam.grad_cam(subject)
     first, second = shown.values()
     common = set(first) & set(second)
     assert common, "the two analyzers showed no probe in common"

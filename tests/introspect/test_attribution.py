@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from introspect.analyzers import _attribution, _shared, attribution, attribution_sanity
+from introspect.analyzers import (
+    _attribution,
+    _shared,
+    attribution,
+    attribution_cam,
+    attribution_occlusion,
+    attribution_sanity,
+)
 from introspect.runner import run_one
 from introspect.spec import spec_of
 from introspect.subject import Subject, Task
@@ -17,8 +24,8 @@ from introspect.testing import check_analyzer, conv_image_subject, dense_image_s
 
 ANALYZERS = (
     attribution.input_saliency,
-    attribution.grad_cam,
-    attribution.occlusion,
+    attribution_cam.grad_cam,
+    attribution_occlusion.occlusion,
     attribution_sanity.saliency_sanity,
 )
 MNIST_NORMALIZATION = {"mean": [0.1307], "std": [0.3081]}
@@ -200,7 +207,7 @@ def test_regression_on_images_attributes_the_single_output() -> None:
 
 def test_occlusion_equals_score_drop_of_each_window_by_hand() -> None:
     subject = conv_image_subject(channels=1)
-    artifact = attribution.occlusion(subject, window=4, stride=4)[0]
+    artifact = attribution_occlusion.occlusion(subject, window=4, stride=4)[0]
     index = int(artifact.data["indices"][0])
     image, target = subject.probe_inputs[index : index + 1], subject.probe_labels[index : index + 1]
     model = subject.model.eval()
@@ -219,7 +226,7 @@ def test_occlusion_equals_score_drop_of_each_window_by_hand() -> None:
 
 def test_occlusion_on_a_dense_net_slides_over_the_image_shape() -> None:
     subject = dense_image_subject()
-    artifact = attribution.occlusion(subject)[0]
+    artifact = attribution_occlusion.occlusion(subject)[0]
     assert artifact.data["maps"].shape[1:] == (8, 8)
     assert np.isfinite(artifact.data["maps"]).all()
 
@@ -232,13 +239,17 @@ def test_occlusion_windows_cover_every_pixel_with_at_most_eleven_positions(side:
     assert window >= stride
 
 
-def test_grad_cam_equals_gradient_weighted_channels_of_last_conv_by_hand() -> None:
+@pytest.mark.parametrize("layer", [None, "3"])
+def test_grad_cam_equals_gradient_weighted_channels_of_the_layer_by_hand(layer: str | None) -> None:
+    # By default the layer is the last module with a 4-D output in execution order: the ReLU
+    # after the last convolution ("4"), not the convolution itself ("3"), which is still choosable.
     subject = conv_image_subject(channels=3)
-    artifact = attribution.grad_cam(subject)[0]
+    artifact = attribution_cam.grad_cam(subject, layer=layer)[0]
     indices = artifact.data["indices"]
     model, inputs, targets = subject.model.eval(), subject.probe_inputs[indices], subject.probe_labels[indices]
     stored = {}
-    handle = model[3].register_forward_hook(lambda module, args, output: stored.setdefault("a", output))
+    hooked = model[4 if layer is None else 3]
+    handle = hooked.register_forward_hook(lambda module, args, output: stored.setdefault("a", output))
     try:
         scores = target_scores(model, inputs, targets)
     finally:
@@ -248,11 +259,12 @@ def test_grad_cam_equals_gradient_weighted_channels_of_last_conv_by_hand() -> No
     expected = torch.relu((weights * stored["a"]).sum(dim=1, keepdim=True)).detach()
     np.testing.assert_allclose(artifact.data["cam"], expected.double().numpy(), rtol=1e-4, atol=1e-7)
     assert artifact.data["upsampled"].shape == (len(indices), 12, 12)
-    assert artifact.layer == "3"
+    assert artifact.layer == ("4" if layer is None else "3")
+    assert ("chosen by hand" in artifact.caption) == (layer is not None)
 
 
 def test_grad_cam_skips_a_model_without_convolutions() -> None:
-    result = run_one(dense_image_subject(), spec_of(attribution.grad_cam))
+    result = run_one(dense_image_subject(), spec_of(attribution_cam.grad_cam))
     assert result.status == "skipped" and "Conv2d" in result.reason
 
 
@@ -377,7 +389,7 @@ def test_smoothgrad_is_the_mean_abs_gradient_over_seeded_noisy_copies() -> None:
 
 def test_occlusion_counts_the_clipped_edge_window_like_captum() -> None:
     subject = conv_image_subject(channels=1)
-    artifact = attribution.occlusion(subject, window=5, stride=5)[0]
+    artifact = attribution_occlusion.occlusion(subject, window=5, stride=5)[0]
     assert artifact.summary["positions"] == 9  # starts 0, 5, 10 per side; the last is clipped to 2 pixels
     index = int(artifact.data["indices"][0])
     image, target = subject.probe_inputs[index : index + 1], subject.probe_labels[index : index + 1]
@@ -396,6 +408,6 @@ def test_grad_cam_skips_torchscript_with_the_reason() -> None:
     scripted = torch.jit.script(subject.model.eval())
     result = run_one(
         Subject.from_model(scripted, subject.probe_inputs, subject.probe_labels, task=subject.task),
-        spec_of(attribution.grad_cam),
+        spec_of(attribution_cam.grad_cam),
     )
     assert result.status == "skipped" and "TorchScript" in result.reason
