@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from introspect.artifacts import AnalyzerResult
 from introspect.errors import PluginError
+from introspect.options import resolve_options
 from introspect.registry import Registry
 from introspect.report import write_gallery
 from introspect.report.outdir import claim_output_dir
@@ -106,6 +107,7 @@ def analyze(
     with claim_output_dir(out_dir, force=force) if out_dir is not None else contextlib.nullcontext():
         registry = registry or Registry.default(load_plugins=load_options.pop("load_plugins", None))
         specs = _selected(registry, analyzers, exclude)
+        options = resolve_options(specs, options)
         load = functools.partial(_subject_for, target, inputs, labels, task, load_options)
         subject = within_limit(load, timeout, f"loading {_shown(target)}", f"{_shown(target)}: did not finish loading")
         results = tuple(run_analyzers(subject, specs, options=options, progress=progress, timeout=timeout))

@@ -102,6 +102,7 @@ class AnalyzerResult:
     Attributes:
         warnings: Python warnings (numpy, torch, matplotlib) raised while the analyzer ran,
             one line each, recorded here instead of printed.
+        options: the options it was given (``--option``), recorded in the manifest.
     """
 
     name: str
@@ -112,6 +113,7 @@ class AnalyzerResult:
     summary: str = ""
     traceback: str = ""
     warnings: tuple[str, ...] = ()
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

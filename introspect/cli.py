@@ -132,6 +132,13 @@ def checkpoint_options(command: Any) -> Any:
 @click.option("-a", "--analyzer", "names", multiple=True, metavar="NAME", help="Run this analyzer (repeatable).")
 @click.option("-x", "--exclude", multiple=True, metavar="NAME", help="Leave this analyzer out (repeatable).")
 @click.option(
+    "--option",
+    "option_texts",
+    multiple=True,
+    metavar="ANALYZER.KEY=VALUE",
+    help="Set an analyzer option, e.g. grad_cam.layer=layer4 (repeatable; 'introspect list NAME' shows them).",
+)
+@click.option(
     "-o",
     "--out",
     "out_dir",
@@ -155,6 +162,7 @@ def analyze(
     select_all: bool,
     names: tuple[str, ...],
     exclude: tuple[str, ...],
+    option_texts: tuple[str, ...],
     out_dir: str | None,
     force: bool,
     no_plugins: bool,
@@ -167,6 +175,7 @@ def analyze(
     With several checkpoints the gallery has a page per checkpoint and an index listing them.
     """
     from introspect.api import analyze as run_analysis
+    from introspect.options import parse_assignments, resolve_options
     from introspect.registry import Registry
     from introspect.report.outdir import claim_output_dir
 
@@ -174,6 +183,9 @@ def analyze(
         raise click.UsageError("choose analyzers with --all or -a NAME ('introspect list' shows them)")
     registry = Registry.default(load_plugins=False if no_plugins else None)
     _warn_plugin_problems(registry.problems)
+    # checked before the folder is claimed, so a misspelt option leaves nothing behind
+    selected = registry.select(names, exclude=exclude, select_all=select_all)
+    options = resolve_options(selected, parse_assignments(option_texts))
     out_dir = out_dir or (f"introspect-{Path(checkpoints[0]).stem}" if len(checkpoints) == 1 else "introspect-gallery")
     # checked and locked before any analysis; the context releases the lock once the gallery is in place
     click.get_current_context().with_resource(claim_output_dir(out_dir, force=force))
@@ -183,6 +195,7 @@ def analyze(
         exclude=exclude,
         force=force,
         registry=registry,
+        options=options,
         progress=_print_progress,
         timeout=timeout,
         **load_options_from(**loading),
@@ -261,19 +274,30 @@ def _warn_plugin_problems(problems: list[str]) -> None:
 
 
 @cli.command(name="list")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--no-plugins", is_flag=True, help="Use only the built-in analyzers.")
-def list_command(as_json: bool, no_plugins: bool) -> int:
-    """List the analyzers with their needs, summary and providing package."""
+def list_command(names: tuple[str, ...], as_json: bool, no_plugins: bool) -> int:
+    """List the analyzers with their needs, summary and providing package; with NAME, its options too."""
     from introspect.needs import describe_needs
+    from introspect.options import option_types
     from introspect.registry import Registry
 
     registry = Registry.default(load_plugins=False if no_plugins else None)
     _warn_plugin_problems(registry.problems)
+    specs = registry.select(names) if names else list(registry)
     rows = [
         {"name": spec.name, "needs": describe_needs(spec.needs), "summary": spec.summary, "package": spec.package}
-        for spec in registry
+        for spec in specs
     ]
+    if names:
+        for row, spec in zip(rows, specs, strict=True):
+            types = option_types(spec)
+            row["description"] = spec.description
+            row["options"] = [
+                {"name": key, "type": types[key], "default": _shown_default(default)}
+                for key, default in spec.options().items()
+            ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return 0
@@ -281,7 +305,17 @@ def list_command(as_json: bool, no_plugins: bool) -> int:
     for row in rows:
         click.echo(f"{row['name']:<{width}}  {row['summary']}")
         click.echo(f"{'':<{width}}  needs: {', '.join(row['needs'])}; from {row['package']}")
+        for option in row.get("options", []):
+            setting = f"--option {row['name']}.{option['name']}=..."
+            click.echo(f"{'':<{width}}  {setting}  ({option['type']}, default {option['default']})")
     return 0
+
+
+def _shown_default(default: Any) -> Any:
+    """A default as JSON can hold it: tuples as lists, anything unusual as its repr."""
+    if isinstance(default, tuple):
+        return list(default)
+    return default if isinstance(default, (str, int, float, bool, type(None))) else repr(default)
 
 
 @cli.command()

@@ -158,13 +158,14 @@ def run_one(
 
     Python warnings it raises are recorded in the result instead of printed.
     """
+    options = dict(options or {})
     missing = subject.missing_reason(spec.needs)
     if missing:
-        return AnalyzerResult(name=spec.name, status="skipped", reason=missing)
+        return AnalyzerResult(name=spec.name, status="skipped", reason=missing, options=options)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = _run_guarded(subject, spec, dict(options or {}), timeout)
-    return dataclasses.replace(result, warnings=warning_lines(caught)) if caught else result
+        result = _run_guarded(subject, spec, options, timeout)
+    return dataclasses.replace(result, warnings=warning_lines(caught), options=options)
 
 
 def _run_guarded(

@@ -80,8 +80,10 @@ def grad_cam(
         + flat_map_note(raw)
     )
     if num_zero or num_constant:
-        # The CLI has no --option yet (issue 15); the Python API takes the layer today.
-        caption += " Another layer can be chosen with analyze(..., options={'grad_cam': {'layer': NAME}})."
+        caption += (
+            " Another layer can be chosen with --option grad_cam.layer=NAME"
+            " (in Python, options={'grad_cam': {'layer': NAME}}); 'introspect info' lists the layers."
+        )
     data = {"cam": cam.cpu().double().numpy(), "upsampled": maps, "indices": probe.indices}
     data["targets"] = probe.target_array()
     summary = {
