@@ -82,6 +82,8 @@ def analyze(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     progress: ProgressCallback | None = None,
     timeout: float | None = None,
+    data: Any = None,
+    data_options: Mapping[str, Any] | None = None,
     **load_options: Any,
 ) -> AnalysisReport:
     """Run analyzers on a checkpoint path, a module with inputs, or a ready :class:`Subject`.
@@ -101,6 +103,12 @@ def analyze(
         timeout: seconds each phase may take (loading with the probe check, each analyzer, the
             gallery writing). An analyzer past it is recorded as failed; loading or writing past it
             raises :class:`~introspect.runner.PhaseTimeout`, leaving no gallery behind.
+        data: a dataset for the dataset analyzers: a ``--data`` source (a dataset name, an image
+            folder, a ``.npy``/``.pt`` file), a torch Dataset, a DataLoader or any iterable of
+            ``(inputs, labels)`` batches (taken as the model takes them), or a
+            :class:`~introspect.dataset.plan.DatasetPlan`.
+        data_options: how to read ``data``: ``data_dir``, ``labels``, ``limit``, ``batch_size``,
+            ``workers``, ``executor`` (see :func:`~introspect.dataset.plan.plan_for`).
         **load_options: fields of :class:`~introspect.loading.LoadOptions` for checkpoint paths.
     """
     # The folder is checked and locked before any work, and stays locked until the gallery is in place.
@@ -110,6 +118,8 @@ def analyze(
         options = resolve_options(specs, options)
         load = functools.partial(_subject_for, target, inputs, labels, task, load_options)
         subject = within_limit(load, timeout, f"loading {_shown(target)}", f"{_shown(target)}: did not finish loading")
+        if data is not None:
+            subject = with_data(subject, data, data_options or {})
         results = tuple(run_analyzers(subject, specs, options=options, progress=progress, timeout=timeout))
         index_path = None
         if out_dir is not None:
@@ -143,6 +153,13 @@ def _subject_for(target: Any, inputs: Any, labels: Any, task: Task | None, load_
 
         return load_checkpoint(target, **load_options)
     return Subject.from_model(target, inputs, labels, task=task, seed=int(load_options.get("seed", 0)))
+
+
+def with_data(subject: Subject, data: Any, data_options: Mapping[str, Any]) -> Subject:
+    """``subject`` with the dataset its dataset analyzers stream through the model."""
+    from introspect.dataset.plan import plan_for
+
+    return dataclasses.replace(subject, data=plan_for(data, subject.task.image_shape, **data_options))
 
 
 def _shown(target: Any) -> str:

@@ -126,6 +126,50 @@ def checkpoint_options(command: Any) -> Any:
     return command
 
 
+def dataset_options(command: Any) -> Any:
+    """``--data`` and how to read it; the reading options arrive gathered as ``data_options``."""
+
+    def gathered(*args: Any, **values: Any) -> Any:
+        keys = ("data_dir", "data_labels", "limit", "batch_size", "workers", "executor")
+        chosen = {key: values.pop(key) for key in keys}
+        data_options = {
+            "data_dir": chosen["data_dir"],
+            "labels": chosen["data_labels"],
+            "limit": chosen["limit"],
+            "batch_size": chosen["batch_size"],
+            "workers": chosen["workers"],
+            "executor": chosen["executor"],
+        }
+        if values.get("data") is None and any(chosen[key] for key in ("data_labels", "limit")):
+            raise click.UsageError("--data-labels and --limit go with --data SOURCE")
+        return command(*args, data_options=data_options, **values)
+
+    gathered = functools.wraps(command)(gathered)
+    options = [
+        click.option(
+            "--data",
+            metavar="SOURCE",
+            help="A dataset for the dataset analyzers: mnist, fashion-mnist, cifar10 (NAME:train|test), "
+            "an image folder, or a .npy/.pt file.",
+        ),
+        click.option("--data-dir", type=click.Path(file_okay=False), help="Named datasets' folder [$INTROSPECT_DATA]."),
+        click.option("--data-labels", type=click.Path(dir_okay=False), help="Labels (.npy) for a .npy --data."),
+        click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Read N inputs of --data at most."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Batch size."),
+        click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="DataLoader workers."),
+        click.option(
+            "--executor",
+            default="local",
+            show_default=True,
+            metavar="local|ray[:ADDRESS]",
+            help="Where the dataset pass runs: this process, a local Ray cluster, or the Ray cluster at ADDRESS.",
+        ),
+    ]
+    for option in reversed(options):
+        gathered = option(gathered)
+    return gathered
+
+
 @cli.command()
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path())
 @click.option("--all", "select_all", is_flag=True, help="Run every analyzer that applies.")
@@ -156,6 +200,7 @@ def checkpoint_options(command: Any) -> Any:
     "An analyzer past it is recorded as failed; loading or writing past it stops with exit 2 and no gallery.",
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the gallery in the default browser when there is one.")
+@dataset_options
 @checkpoint_options
 def analyze(
     checkpoints: tuple[str, ...],
@@ -168,6 +213,8 @@ def analyze(
     no_plugins: bool,
     timeout: float | None,
     open_browser: bool,
+    data: str | None,
+    data_options: dict[str, Any],
     **loading: Any,
 ) -> int:
     """Run analyzers on each CHECKPOINT and write one gallery (exit 1 if any analyzer failed).
@@ -196,6 +243,8 @@ def analyze(
         force=force,
         registry=registry,
         options=options,
+        data=data,
+        data_options=data_options,
         progress=_print_progress,
         timeout=timeout,
         **load_options_from(**loading),

@@ -27,6 +27,8 @@ class Needs(enum.Flag):
     """Per-epoch training history."""
     SNAPSHOTS = enum.auto()
     """Model outputs or weights recorded at several epochs during training."""
+    DATASET = enum.auto()
+    """A dataset streamed through the model beside the probe (``--data``)."""
 
 
 def describe_needs(needs: Needs) -> list[str]:

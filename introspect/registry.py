@@ -5,6 +5,7 @@ Importing this module, and listing analyzers, does not import torch.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 from collections.abc import Iterable, Iterator
@@ -102,12 +103,5 @@ def _spec_or_error(target: object, package: str) -> AnalyzerSpec:
             f"plugin object {target!r} from {package} is not decorated with @introspect.analyzer and was left out"
         )
     if spec.package != package:
-        spec = AnalyzerSpec(
-            name=spec.name,
-            func=spec.func,
-            needs=spec.needs,
-            summary=spec.summary,
-            description=spec.description,
-            package=package,
-        )
+        spec = dataclasses.replace(spec, package=package)
     return spec

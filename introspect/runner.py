@@ -16,7 +16,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from introspect.artifacts import MAX_FIGURES_PER_ANALYZER, MAX_TABLE_ROWS, AnalyzerResult, Artifact, capped_rows
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     import os
 
     import torch
+
+    from introspect.dataset.run import PassOutcome
 
 T = TypeVar("T")
 MAX_WARNINGS = 20
@@ -59,10 +61,11 @@ def run_analyzers(
         timeout: seconds each analyzer may take before it is stopped and recorded as failed; one
             still running some seconds later (in native code) ends the process with exit code 2.
     """
-    specs = list(specs)
+    specs, options = list(specs), options or {}
+    dataset = dataset_pass(subject, specs, options, timeout)  # one pass shared by every dataset analyzer
     results = []
     for index, spec in enumerate(specs, start=1):
-        result = run_one(subject, spec, (options or {}).get(spec.name, {}), timeout=timeout)
+        result = run_one(subject, spec, options.get(spec.name, {}), timeout=timeout, dataset=dataset)
         results.append(result)
         if progress is not None:
             progress(index, len(specs), result)
@@ -152,31 +155,79 @@ def within_limit(
 
 
 def run_one(
-    subject: Subject, spec: AnalyzerSpec, options: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    subject: Subject,
+    spec: AnalyzerSpec,
+    options: Mapping[str, Any] | None = None,
+    *,
+    timeout: float | None = None,
+    dataset: PassOutcome | None = None,
 ) -> AnalyzerResult:
     """Run one analyzer with its needs checked, the model protected and failures captured.
 
-    Python warnings it raises are recorded in the result instead of printed.
+    Python warnings it raises are recorded in the result instead of printed. A dataset
+    analyzer takes its state from ``dataset`` (the shared pass of :func:`run_analyzers`), or
+    runs a pass of its own when there is none.
     """
     options = dict(options or {})
     missing = subject.missing_reason(spec.needs)
     if missing:
         return AnalyzerResult(name=spec.name, status="skipped", reason=missing, options=options)
+    arguments: tuple[Any, ...] = ()
+    if spec.reducer is not None:
+        if dataset is None or spec.name not in (*dataset.reduced, *dataset.problems):
+            dataset = dataset_pass(subject, [spec], {spec.name: options}, timeout)
+        problem = dataset.problems.get(spec.name)
+        if problem is not None:
+            return _pass_problem(spec, problem, options)
+        arguments = (dataset.reduced[spec.name],)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = _run_guarded(subject, spec, options, timeout)
+        result = _run_guarded(subject, spec, arguments, options, timeout)
     return dataclasses.replace(result, warnings=warning_lines(caught), options=options)
 
 
+def dataset_pass(
+    subject: Subject, specs: Sequence[AnalyzerSpec], options: Mapping[str, Mapping[str, Any]], timeout: float | None
+) -> PassOutcome:
+    """The one dataset pass for the dataset analyzers among ``specs`` whose needs are met, under ``timeout``."""
+    from introspect.dataset.run import PassOutcome, run_pass
+
+    wanted = [spec for spec in specs if spec.reducer is not None and not subject.missing_reason(spec.needs)]
+    if not wanted:
+        return PassOutcome()
+    limit = object()
+    try:
+        with hard_limit(timeout, "the dataset pass"), _protected(subject), time_limit(timeout, limit=limit):
+            return run_pass(subject, wanted, options)
+    except AnalyzerTimeout as error:
+        if error.limit is not limit:
+            raise
+        return PassOutcome(problems=dict.fromkeys((spec.name for spec in wanted), error))
+
+
+def _pass_problem(spec: AnalyzerSpec, problem: BaseException, options: dict[str, Any]) -> AnalyzerResult:
+    if isinstance(problem, SkipAnalyzer):
+        return AnalyzerResult(name=spec.name, status="skipped", reason=str(problem), options=options)
+    known = isinstance(problem, (AnalyzerTimeout, IntrospectError))
+    reason = str(problem) if known else f"{type(problem).__name__}: {problem}"
+    return AnalyzerResult(
+        name=spec.name,
+        status="failed",
+        reason=bounded_text(f"the dataset pass failed: {reason}", MAX_NAME_CHARS),
+        options=options,
+        traceback="".join(traceback.format_exception(problem)),
+    )
+
+
 def _run_guarded(
-    subject: Subject, spec: AnalyzerSpec, options: dict[str, Any], timeout: float | None
+    subject: Subject, spec: AnalyzerSpec, arguments: tuple[Any, ...], options: dict[str, Any], timeout: float | None
 ) -> AnalyzerResult:
     """The analyzer inside its time limits; a timeout of its own limit becomes a failed result."""
     start = time.perf_counter()
     limit = object()
     try:
         with hard_limit(timeout, f"the analyzer {spec.name}"), _protected(subject), time_limit(timeout, limit=limit):
-            artifacts = spec.func(subject, **options)
+            artifacts = spec.func(subject, *arguments, **options)
         artifacts, note = bounded_artifacts(spec, artifacts)
     except SkipAnalyzer as skip:
         return AnalyzerResult(name=spec.name, status="skipped", reason=str(skip), seconds=time.perf_counter() - start)

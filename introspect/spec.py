@@ -25,6 +25,11 @@ class AnalyzerSpec:
         summary: the first line of the docstring, printed by ``introspect list``.
         description: the rest of the docstring: how to read the figures.
         package: the distribution that provides the analyzer ("introspect" for built-ins).
+        reducer: for a dataset analyzer (``Needs.DATASET``), ``reducer(subject, **options)``
+            makes the bounded state it keeps over the dataset pass (see
+            :mod:`introspect.dataset.passes`); the analyzer is then called as
+            ``func(subject, reduced, /, **options)`` once every batch has been fed. Only the
+            options the factory's signature names are passed to it.
     """
 
     name: str
@@ -33,6 +38,7 @@ class AnalyzerSpec:
     summary: str
     description: str = ""
     package: str = "introspect"
+    reducer: Callable[..., Any] | None = None
 
     def options(self) -> dict[str, Any]:
         """Keyword-only parameters of the analyzer with their defaults."""
@@ -44,12 +50,19 @@ class AnalyzerSpec:
         }
 
 
-def analyzer(func: Callable[..., Any] | None = None, *, needs: Needs = Needs.WEIGHTS, name: str | None = None) -> Any:
+def analyzer(
+    func: Callable[..., Any] | None = None,
+    *,
+    needs: Needs = Needs.WEIGHTS,
+    name: str | None = None,
+    reducer: Callable[..., Any] | None = None,
+) -> Any:
     """Mark a function as an analyzer with declared needs.
 
     The function itself is returned unchanged apart from an attached :class:`AnalyzerSpec`; it
     is not registered anywhere, so tests and plugins decide which registry sees it. Use as
-    ``@analyzer(needs=Needs.WEIGHTS)``.
+    ``@analyzer(needs=Needs.WEIGHTS)``, or for a dataset analyzer
+    ``@analyzer(needs=Needs.DATASET, reducer=make_reducer)``.
     """
 
     def mark(target: Callable[..., Any]) -> Callable[..., Any]:
@@ -59,12 +72,15 @@ def analyzer(func: Callable[..., Any] | None = None, *, needs: Needs = Needs.WEI
         summary, _, description = inspect.cleandoc(target.__doc__ or "").partition("\n")
         if not summary:
             raise ValueError(f"analyzer {spec_name!r} needs a docstring: its first line is the summary")
+        if (reducer is None) != (Needs.DATASET not in needs):
+            raise ValueError(f"analyzer {spec_name!r}: a reducer goes with Needs.DATASET, and Needs.DATASET with one")
         spec = AnalyzerSpec(
             name=spec_name,
             func=target,
             needs=needs,
             summary=summary.strip(),
             description=" ".join(description.split()),
+            reducer=reducer,
         )
         setattr(target, SPEC_ATTRIBUTE, spec)
         return target

@@ -13,6 +13,8 @@ from introspect.needs import Needs
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+    from introspect.dataset.plan import DatasetPlan
 else:
     torch = lazy_import("torch")
 
@@ -104,6 +106,8 @@ class Subject:
         model_note: why there is no model, or how it was obtained.
         seed: the seed for every random choice an analyzer makes.
         device: where the model runs.
+        data: the dataset the dataset analyzers stream through the model
+            (:class:`~introspect.dataset.plan.DatasetPlan`), or ``None``.
     """
 
     weights: Mapping[str, torch.Tensor]
@@ -120,6 +124,7 @@ class Subject:
     model_note: str = ""
     seed: int = 0
     device: str = "cpu"
+    data: DatasetPlan | None = None
 
     @classmethod
     def from_model(
@@ -158,6 +163,8 @@ class Subject:
             offered |= Needs.IMAGE_INPUT
         if self.task.is_scalar:
             offered |= Needs.SCALAR_INPUT
+        if self.data is not None and self.model is not None:
+            offered |= Needs.DATASET
         if self.task.kind == "classification":
             offered |= Needs.CLASSIFICATION
         if self.history:
@@ -201,6 +208,7 @@ _MISSING_REASONS = {
     Needs.CLASSIFICATION: lambda s: "the task is not classification",
     Needs.HISTORY: lambda s: "the checkpoint has no training history",
     Needs.SNAPSHOTS: lambda s: "the checkpoint has no snapshots over epochs",
+    Needs.DATASET: lambda s: _no_model_reason(s) if s.model is None else "no dataset was given (pass --data SOURCE)",
 }
 
 

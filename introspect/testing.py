@@ -6,6 +6,7 @@ every registered analyzer.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -100,13 +101,37 @@ def weights_only_subject(seed: int = 0) -> Subject:
     return Subject(weights=dict(full.weights), model_note="weights only (test subject)")
 
 
+def with_test_data(subject: Subject, size: int = 40, seed: int = 0) -> Subject:
+    """``subject`` with a small labelled dataset of random inputs of its shape, for the dataset analyzers.
+
+    The inputs are taken as the model takes them (no normalization is added); classification
+    labels cycle through the classes, regression targets are ``sin(x)``.
+    """
+    from introspect.dataset.plan import DatasetPlan
+    from introspect.dataset.sources import DataSource
+
+    generator = torch.Generator().manual_seed(seed + 1)
+    inputs = torch.rand(size, *subject.task.input_shape, generator=generator)
+    if subject.task.kind == "classification":
+        labels = torch.arange(size) % len(subject.task.class_names)
+    else:
+        inputs = inputs * 10 - 5
+        labels = torch.sin(inputs).reshape(size, -1)[:, 0]
+    dataset = torch.utils.data.TensorDataset(inputs, labels)
+    source = DataSource(name="random test data", split="", dataset=dataset, pixels=False)
+    return dataclasses.replace(subject, data=DatasetPlan(source, batch_size=16))
+
+
 def all_test_subjects(seed: int = 0) -> dict[str, Subject]:
-    """Every tiny subject by name: scalar regression, dense image, grayscale and RGB conv, weights only."""
+    """Every tiny subject by name: scalar regression, dense image, grayscale and RGB conv, weights only.
+
+    The regression, dense and RGB subjects carry a small dataset (:func:`with_test_data`).
+    """
     return {
-        "scalar_regression": scalar_regression_subject(seed),
-        "dense_image": dense_image_subject(seed),
+        "scalar_regression": with_test_data(scalar_regression_subject(seed), seed=seed),
+        "dense_image": with_test_data(dense_image_subject(seed), seed=seed),
         "conv_gray": conv_image_subject(seed, channels=1),
-        "conv_rgb": conv_image_subject(seed, channels=3),
+        "conv_rgb": with_test_data(conv_image_subject(seed, channels=3), seed=seed),
         "weights_only": weights_only_subject(seed),
     }
 

@@ -9,7 +9,7 @@ pass can be split over workers and combined afterwards.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -17,6 +17,8 @@ import numpy as np
 from introspect._lazy import lazy_import
 from introspect.capture import evaluation_mode, recording
 from introspect.dataset.reducers import ConfusionCounts, TopK, UnitMoments
+from introspect.dataset.sources import DataError
+from introspect.model_output import logits_of
 
 if TYPE_CHECKING:
     import torch
@@ -52,7 +54,7 @@ def reduce_dataset(
     with evaluation_mode(model), torch.no_grad():
         for batch in stream:
             with recording(model, layers, copied=None) as outputs:
-                logits = model(batch.inputs.to(device)).detach().cpu()
+                logits = logits_of(model(batch.inputs.to(device))).detach().cpu()
             for reducer in reducers:
                 reducer.feed(batch, logits, outputs)
             seen += len(batch.indices)
@@ -72,12 +74,21 @@ class ConfusionReducer:
     def __post_init__(self) -> None:
         self.counts = ConfusionCounts(self.num_classes)
         self.mistakes = TopK(self.num_classes, self.mistakes_per_class)
+        self.unlabelled = 0
 
     def feed(self, batch: Batch, logits: torch.Tensor, outputs: dict[str, torch.Tensor]) -> None:
         """Count the batch's (label, prediction) pairs and offer its mistakes by confidence."""
+        if batch.labels is None:
+            self.unlabelled += len(batch.indices)
+            return
+        if logits.dim() != 2 or logits.shape[1] != self.num_classes:
+            shape = tuple(logits.shape[1:])
+            raise DataError(f"the model gives outputs of shape {shape}, not {self.num_classes} class scores")
+        labels = batch.labels.numpy()
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            raise DataError(f"the data has label {int(labels.max())}, outside the model's {self.num_classes} classes")
         probabilities = torch.softmax(logits.double(), dim=1)
         confidence, predicted = probabilities.max(dim=1)
-        labels = batch.labels.numpy()
         self.counts.update(labels, predicted.numpy())
         wrong = predicted.numpy() != labels
         self.mistakes.update_assigned(labels[wrong], confidence.numpy()[wrong], batch.indices.numpy()[wrong])
@@ -86,6 +97,7 @@ class ConfusionReducer:
         """Fold a reducer of another shard into this one; returns ``self``."""
         self.counts.merge(other.counts)
         self.mistakes.merge(other.mistakes)
+        self.unlabelled += other.unlabelled
         return self
 
 
@@ -99,15 +111,19 @@ def unit_means(output: torch.Tensor) -> np.ndarray:
 
 @dataclasses.dataclass
 class HealthReducer:
-    """Per layer and unit: moments over the split and how often the unit was active (> 0).
+    """Per layer and unit: moments over the split, how often the unit was active (> 0), and for
+    bounded activations how often it sat within ``eps`` of a bound.
 
     A unit never active on any input of the split is dead on the data, not just on a probe.
     """
 
     layers: Sequence[str]
+    bounds: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    eps: float = 0.01
 
     def __post_init__(self) -> None:
         self.moments: dict[str, UnitMoments] = {}
+        self.saturated: dict[str, np.ndarray] = {}
 
     def feed(self, batch: Batch, logits: torch.Tensor, outputs: dict[str, torch.Tensor]) -> None:
         """Fold each layer's unit values of the batch into its moments."""
@@ -115,6 +131,10 @@ class HealthReducer:
             if name in outputs:
                 values = unit_means(outputs[name])
                 self.moments.setdefault(name, UnitMoments(values.shape[1])).update(values)
+                if name in self.bounds:
+                    low, high = self.bounds[name]
+                    near = (np.abs(values - low) <= self.eps) | (np.abs(high - values) <= self.eps)
+                    self.saturated[name] = self.saturated.get(name, 0) + near.sum(axis=0)
 
     def merge(self, other: HealthReducer) -> HealthReducer:
         """Fold a reducer of another shard into this one; returns ``self``."""
@@ -123,8 +143,40 @@ class HealthReducer:
                 self.moments[name].merge(moments)
             else:
                 self.moments[name] = moments
+        for name, counts in other.saturated.items():
+            self.saturated[name] = self.saturated.get(name, 0) + counts
         return self
 
     def dead_units(self, name: str) -> np.ndarray:
         """Indices of the layer's units that were never active."""
         return np.flatnonzero(self.moments[name].active == 0)
+
+
+@dataclasses.dataclass
+class TopUnitsReducer:
+    """Per layer and unit: the ``k`` inputs that drive it hardest, and its moments over the split."""
+
+    layers: Sequence[str]
+    k: int = 8
+
+    def __post_init__(self) -> None:
+        self.top: dict[str, TopK] = {}
+        self.moments: dict[str, UnitMoments] = {}
+
+    def feed(self, batch: Batch, logits: torch.Tensor, outputs: dict[str, torch.Tensor]) -> None:
+        """Offer the batch's inputs to each unit's top-k by the unit's value (a channel's mean)."""
+        for name in self.layers:
+            if name in outputs:
+                values = unit_means(outputs[name])
+                self.top.setdefault(name, TopK(values.shape[1], self.k)).update(values, batch.indices.numpy())
+                self.moments.setdefault(name, UnitMoments(values.shape[1])).update(values)
+
+    def merge(self, other: TopUnitsReducer) -> TopUnitsReducer:
+        """Fold a reducer of another shard into this one; returns ``self``."""
+        for name in other.top:
+            if name in self.top:
+                self.top[name].merge(other.top[name])
+                self.moments[name].merge(other.moments[name])
+            else:
+                self.top[name], self.moments[name] = other.top[name], other.moments[name]
+        return self

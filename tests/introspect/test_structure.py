@@ -159,7 +159,8 @@ def test_analyzer_modules_import_only_the_private_helpers_not_each_other() -> No
 
 
 def test_analyzer_modules_are_named_by_mechanism() -> None:
-    mechanisms = ("weight", "activation", "attribution", "predictions", "training", "animations")
+    mechanisms = ("weight", "activation", "attribution", "predictions", "training", "animations", "dataset")
+    mechanisms += ("representation",)  # layers compared with each other (CKA)
     for name in module_files():
         short = name.removeprefix("introspect.analyzers.")
         if name.startswith("introspect.analyzers.") and not short.startswith("_") and short not in analyzers.MOVED:

@@ -1,0 +1,139 @@
+"""The dataset pass of an analysis: every selected dataset analyzer's reducer fed in one pass.
+
+The runner calls :func:`run_pass` once before the dataset analyzers run. Each analyzer's
+``reducer`` factory makes its bounded state; the executor (``local`` here, ``ray`` in
+:mod:`introspect.dataset.on_ray`) streams the data through the model once and feeds them all;
+each analyzer then gets a :class:`Reduced` with its state and what the pass saw.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from introspect.dataset.passes import Progress, reduce_dataset
+from introspect.dataset.plan import parse_executor
+from introspect.dataset.preprocess import Preprocessing
+from introspect.dataset.sources import batches
+from introspect.errors import SkipAnalyzer
+
+if TYPE_CHECKING:
+    from introspect.spec import AnalyzerSpec
+    from introspect.subject import Subject
+
+
+@dataclasses.dataclass(frozen=True)
+class Reduced:
+    """What a dataset analyzer receives: its reducer after the pass, and what the pass read.
+
+    Attributes:
+        state: the analyzer's reducer, fed with every batch.
+        seen: inputs streamed through the model.
+        seconds: how long the one shared pass took.
+        data: the plan's description ("the test split of mnist").
+        preprocessing: what was done to each input before the model saw it.
+        executor: where the pass ran.
+    """
+
+    state: Any
+    seen: int
+    seconds: float
+    data: str
+    preprocessing: str
+    executor: str
+
+    def describe(self) -> str:
+        """A caption sentence: what was read, how, and how fast."""
+        rate = self.seen / self.seconds if self.seconds > 0 else float("nan")
+        steps = f" ({self.preprocessing})" if self.preprocessing else ""
+        return (
+            f"Over {self.seen} inputs of {self.data}{steps}, read in one pass shared by the dataset analyzers "
+            f"({self.seconds:.1f} s, {rate:.0f} inputs/s, {self.executor} executor)."
+        )
+
+
+@dataclasses.dataclass
+class PassOutcome:
+    """Per dataset analyzer: its :class:`Reduced`, or why it has none (a skip or the pass's failure)."""
+
+    reduced: dict[str, Reduced] = dataclasses.field(default_factory=dict)
+    problems: dict[str, BaseException] = dataclasses.field(default_factory=dict)
+
+
+def make_reducers(
+    subject: Subject, specs: Sequence[AnalyzerSpec], options: Mapping[str, Mapping[str, Any]]
+) -> tuple[dict[str, Any], dict[str, BaseException]]:
+    """Each dataset analyzer's reducer, made with the options its factory names; a skip is kept as the reason."""
+    reducers, problems = {}, {}
+    for spec in specs:
+        factory = spec.reducer
+        accepted = inspect.signature(factory).parameters
+        given = {key: value for key, value in options.get(spec.name, {}).items() if key in accepted}
+        try:
+            reducers[spec.name] = factory(subject, **given)
+        except SkipAnalyzer as skip:
+            problems[spec.name] = skip
+        except Exception as error:  # a broken factory fails its analyzer only
+            problems[spec.name] = error
+    return reducers, problems
+
+
+def run_pass(
+    subject: Subject, specs: Sequence[AnalyzerSpec], options: Mapping[str, Mapping[str, Any]] | None = None
+) -> PassOutcome:
+    """Make the reducers, stream the data once through the model, and hand each analyzer its state."""
+    reducers, problems = make_reducers(subject, specs, options or {})
+    outcome = PassOutcome(problems=problems)
+    if not reducers:
+        return outcome
+    plan = subject.data
+    kind, address = parse_executor(plan.executor)
+    start = time.perf_counter()
+    try:
+        with progress_bar(plan.size, f"dataset {plan.source.name}") as progress:
+            if kind == "ray":
+                from introspect.dataset.on_ray import reduce_on_ray
+
+                seen = reduce_on_ray(subject, reducers, address, progress)
+            else:
+                seen = reduce_locally(subject, list(reducers.values()), progress)
+    except Exception as error:  # the pass failed: every analyzer that needed it fails with the reason
+        outcome.problems.update(dict.fromkeys(reducers, error))
+        return outcome
+    seconds = time.perf_counter() - start
+    steps = Preprocessing(subject.task, plan.source).describe()
+    executor = plan.executor if kind == "local" else f"Ray ({address or 'local cluster'})"
+    for name, state in reducers.items():
+        outcome.reduced[name] = Reduced(state, seen, seconds, plan.describe(), steps, executor)
+    return outcome
+
+
+def reduce_locally(subject: Subject, reducers: Sequence[Any], progress: Progress | None = None) -> int:
+    """The local executor: DataLoader workers read the data, the model runs in this process."""
+    plan = subject.data
+    prepare = Preprocessing(subject.task, plan.source)
+    stream = (prepare(batch) for batch in batches(plan.source, plan.batch_size, plan.limit, workers=plan.workers))
+    return reduce_dataset(subject.model, stream, reducers, device=subject.device, progress=progress)
+
+
+@contextlib.contextmanager
+def progress_bar(total: int | None, description: str) -> Iterator[Progress]:
+    """A tqdm bar on stderr with inputs/s and the time left; silent when stderr is not a terminal."""
+    from tqdm import tqdm
+
+    with tqdm(
+        total=total, desc=description, unit="img", unit_scale=True, disable=None, file=sys.stderr, leave=False
+    ) as bar:
+        shown = 0
+
+        def update(seen: int) -> None:
+            nonlocal shown
+            bar.update(seen - shown)
+            shown = seen
+
+        yield update
