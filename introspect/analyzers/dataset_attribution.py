@@ -77,6 +77,10 @@ class ClassSaliency:
         """Without the model: a shard's state travels between processes, the model does not."""
         return {key: value for key, value in self.__dict__.items() if key != "model"}
 
+    def bind(self, model: Any, device: str) -> None:
+        """Give a copy of this reducer in another process that process's model (the Ray executor does)."""
+        self.model, self.device = model, device
+
 
 def class_saliency_reducer(subject: Subject) -> ClassSaliency:
     """Running per-class sums of saliency maps over the pass."""

@@ -35,7 +35,10 @@ class DatasetPlan:
             raise DataError(f"--limit must be at least 1, not {self.limit}")
         if self.batch_size < 1:
             raise DataError(f"the batch size must be at least 1, not {self.batch_size}")
-        parse_executor(self.executor)
+        if parse_executor(self.executor)[0] == "ray":
+            from introspect.dataset.on_ray import check_ray_plan
+
+            check_ray_plan(self)
 
     @property
     def size(self) -> int | None:

@@ -203,7 +203,8 @@ def open_array(path: Path, labels_path: str | os.PathLike[str] | None) -> DataSo
         if labels.shape != (len(inputs),) or not np.issubdtype(labels.dtype, np.integer):
             raise DataError(f"{labels_path}: labels must be {len(inputs)} integers, one per input of {path.name}")
     pixels = inputs.dtype == np.uint8
-    return DataSource(name=path.name, split="", dataset=ArrayDataset(inputs, labels), pixels=pixels)
+    dataset = MappedArrayDataset(inputs, labels, path, None if labels_path is None else Path(labels_path))
+    return DataSource(name=path.name, split="", dataset=dataset, pixels=pixels)
 
 
 def _load_npy(path: Path) -> np.ndarray:
@@ -239,6 +240,23 @@ class ArrayDataset:
         return values, -1 if self.labels is None else int(self.labels[index])
 
 
+class MappedArrayDataset(ArrayDataset):
+    """An :class:`ArrayDataset` of memory-mapped ``.npy`` files that pickles as its paths, so a worker
+    process (a Ray actor) maps the files itself instead of receiving a copy of the whole array."""
+
+    def __init__(self, inputs: np.ndarray, labels: np.ndarray | None, path: Path, labels_path: Path | None) -> None:
+        super().__init__(inputs, labels)
+        self.paths = (path, labels_path)
+
+    def __reduce__(self) -> tuple[Any, tuple[Path, Path | None]]:
+        return _remap, self.paths
+
+
+def _remap(path: Path, labels_path: Path | None) -> MappedArrayDataset:
+    labels = None if labels_path is None else _load_npy(labels_path)
+    return MappedArrayDataset(_load_npy(path), labels, path, labels_path)
+
+
 def from_iterable(data: Iterable[Any], name: str = "data") -> DataSource:
     """A source for the Python API: a Dataset, a DataLoader, or any iterable of batches.
 
@@ -269,7 +287,7 @@ def batches(
     for inputs, labels in loader:
         indices = torch.arange(start, start + len(inputs))
         start += len(inputs)
-        yield Batch(inputs=inputs, labels=_labels_or_none(torch.as_tensor(labels)), indices=indices)
+        yield Batch(inputs=inputs, labels=labels_or_none(torch.as_tensor(labels)), indices=indices)
 
 
 def _iterated_batches(data: Iterable[Any], limit: int | None) -> Iterator[Batch]:
@@ -280,13 +298,13 @@ def _iterated_batches(data: Iterable[Any], limit: int | None) -> Iterator[Batch]
             raise DataError(f"a batch of data must be a tensor or (inputs, labels), not {type(inputs).__name__}")
         if limit is not None and start + len(inputs) > limit:
             inputs, labels = inputs[: limit - start], None if labels is None else labels[: limit - start]
-        labels = None if labels is None else _labels_or_none(torch.as_tensor(labels))
+        labels = None if labels is None else labels_or_none(torch.as_tensor(labels))
         yield Batch(inputs=inputs, labels=labels, indices=torch.arange(start, start + len(inputs)))
         start += len(inputs)
         if limit is not None and start >= limit:
             return
 
 
-def _labels_or_none(labels: torch.Tensor) -> torch.Tensor | None:
+def labels_or_none(labels: torch.Tensor) -> torch.Tensor | None:
     """Labels as given, or ``None`` where the source has none (every label -1)."""
     return None if labels.numel() and bool((labels < 0).all()) else labels

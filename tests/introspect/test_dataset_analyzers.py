@@ -21,7 +21,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from introspect.api import analyze
 from introspect.dataset.plan import DatasetPlan
-from introspect.dataset.sources import open_torchvision
+from introspect.dataset.sources import DataError, from_iterable, open_source, open_torchvision
 from introspect.subject import Subject, Task
 
 DATA = Path(os.environ["INTROSPECT_DATA"])
@@ -216,3 +216,57 @@ def test_a_bad_data_source_is_one_sentence_and_exit_2(tmp_path: Path, introspect
     assert ran.returncode == 2 and not (tmp_path / "g").exists()
     assert ran.stderr.strip().startswith("introspect: error: unknown dataset 'imagenet'")
     assert len(ran.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_ray_executor_gives_the_local_numbers_on_a_local_cluster(
+    mnist_subject, report, whole_split, tmp_path: Path
+) -> None:  # noqa: ANN001
+    import ray
+    from captum.attr import Saliency
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = dataclasses.replace(mnist_subject, data=dataclasses.replace(mnist_subject.data, executor="ray"))
+        result = analyze(on_ray, analyzers=DATASET_ANALYZERS)
+        labels = np.full(50, 99)  # outside the 10 classes: the actor's DataError must reach the page as itself
+        np.save(tmp_path / "inputs.npy", np.zeros((50, 28, 28), dtype=np.uint8))
+        np.save(tmp_path / "labels.npy", labels)
+        source = open_source(tmp_path / "inputs.npy", labels=tmp_path / "labels.npy")
+        bad = dataclasses.replace(mnist_subject, data=DatasetPlan(source, executor="ray"))
+        bad_result = analyze(bad, analyzers=["dataset_confusion"]).result("dataset_confusion")
+    finally:
+        ray.shutdown()
+    assert [item.status for item in result.results] == ["ok"] * 6, [item.reason for item in result.results]
+    assert "Ray (local cluster) executor" in result.result("dataset_confusion").artifacts[0].caption
+    exact = {"dataset_confusion": ["counts"], "top_activations": ["top_indices"], "embedding_projection": ["indices"]}
+    for name in DATASET_ANALYZERS[:-1]:
+        local, remote = artifact(report, name).data, result.result(name).artifacts[0].data
+        for key in exact.get(name, []):
+            np.testing.assert_array_equal(remote[key], local[key])
+        for key in ("precision", "recall", "top_values", "mean", "pca", "active_fraction"):
+            if key in local and not isinstance(local[key], dict):
+                np.testing.assert_allclose(remote[key], local[key], rtol=1e-9, equal_nan=True)
+    # class saliency on Ray against captum over the same 600 inputs
+    inputs = whole_split["inputs"].clone().requires_grad_(True)
+    targets = torch.as_tensor(whole_split["labels"])
+    maps = Saliency(mnist_subject.model).attribute(inputs, target=targets, abs=True).amax(dim=1).double().numpy()
+    maps = maps / maps.reshape(LIMIT, -1).max(axis=1).reshape(-1, 1, 1)
+    means = result.result("class_saliency").artifacts[0].data["means"]
+    for label in range(10):
+        np.testing.assert_allclose(means[label], maps[targets.numpy() == label].mean(axis=0), rtol=1e-6, atol=1e-9)
+    assert bad_result.reason == "the dataset pass failed: the data has label 99, outside the model's 10 classes"
+
+
+def test_the_ray_executor_without_ray_is_one_sentence(monkeypatch, mnist_subject) -> None:  # noqa: ANN001
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a))
+    with pytest.raises(
+        DataError, match=r"^--executor ray needs Ray, which is not installed: pip install 'introspect\[ray\]'$"
+    ):
+        DatasetPlan(mnist_subject.data.source, executor="ray")
+    with pytest.raises(DataError, match="a Python iterable runs on the local executor"):
+        monkeypatch.undo()
+        DatasetPlan(from_iterable(iter([torch.zeros(2, 1, 28, 28)])), executor="ray")
