@@ -1,4 +1,5 @@
-"""One dataset pass feeding several reducers, checked against a direct pass over the whole split."""
+"""One dataset pass feeding several reducers, checked against a direct pass over the whole split, and
+every dataset analyzer's reducer merged over random splits against one pass."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import confusion_matrix
 
-from introspect.dataset.passes import ConfusionReducer, HealthReducer, reduce_dataset
-from introspect.dataset.sources import batches, open_torchvision
+from introspect.analyzers.dataset_attribution import ClassSaliency
+from introspect.analyzers.dataset_space import SampledLayers
+from introspect.dataset.passes import ConfusionReducer, HealthReducer, TopUnitsReducer, reduce_dataset
+from introspect.dataset.sources import Batch, batches, open_torchvision
 
 DATA = Path(os.environ["INTROSPECT_DATA"])
 
@@ -72,3 +78,73 @@ def test_shards_reduced_apart_and_merged_equal_one_pass() -> None:
     for name in ("1", "4"):
         np.testing.assert_allclose(merged[1].moments[name].mean, whole[1].moments[name].mean, rtol=1e-12)
         np.testing.assert_array_equal(merged[1].moments[name].active, whole[1].moments[name].active)
+
+
+def tiny_pass() -> dict[str, torch.Tensor]:
+    """A tiny conv net's logits and layer outputs over 48 random 8x8 images of 3 classes, computed once."""
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(108, 3), torch.nn.Tanh()
+    ).double()
+    inputs = torch.rand(48, 1, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        relu = model[1](model[0](inputs))
+        tanh = model[4](model[3](model[2](relu)))
+    return {"model": model, "inputs": inputs, "labels": torch.arange(48) % 3, "1": relu, "4": tanh, "logits": tanh}
+
+
+TINY = tiny_pass()
+ANALYZER_REDUCERS = {
+    "confusion": lambda: ConfusionReducer(3, mistakes_per_class=4),
+    "health": lambda: HealthReducer(["1", "4"], bounds={"4": (-1.0, 1.0)}, eps=0.2),
+    "top units": lambda: TopUnitsReducer(["1", "4"], k=5),
+    "sampled layers": lambda: SampledLayers(["1", "4"], size=10, seed=3),
+    "class saliency": lambda: ClassSaliency(TINY["model"], 3, (1, 8, 8)),
+}
+
+
+def feed_range(reducer, start: int, stop: int) -> None:  # noqa: ANN001
+    if start == stop:
+        return  # an empty shard: never fed, and merged all the same
+    rows = slice(start, stop)
+    batch = Batch(inputs=TINY["inputs"][rows], labels=TINY["labels"][rows], indices=torch.arange(start, stop))
+    reducer.feed(batch, TINY["logits"][rows], {"1": TINY["1"][rows], "4": TINY["4"][rows]})
+
+
+def assert_same_state(merged, whole, path: str = "") -> None:  # noqa: ANN001
+    """Every array and number of two reducers' states equal (floats up to summation order)."""
+    if isinstance(whole, np.ndarray) or isinstance(merged, np.ndarray):
+        merged, whole = np.asarray(merged), np.asarray(whole)
+        if np.issubdtype(whole.dtype, np.floating):
+            np.testing.assert_allclose(merged, whole, rtol=1e-9, atol=1e-12, err_msg=path)
+        else:
+            np.testing.assert_array_equal(merged, whole, err_msg=path)
+    elif isinstance(whole, dict):
+        assert merged.keys() == whole.keys(), path
+        for key in whole:
+            assert_same_state(merged[key], whole[key], f"{path}[{key!r}]")
+    elif hasattr(whole, "__dict__") and not isinstance(whole, torch.nn.Module):
+        assert_same_state(vars(merged), vars(whole), f"{path}.{type(whole).__name__}")
+    elif isinstance(whole, float):
+        assert merged == pytest.approx(whole, rel=1e-9), path
+    elif not isinstance(whole, torch.nn.Module):
+        assert merged == whole, path
+
+
+@settings(max_examples=30, deadline=None)
+@given(cuts=st.lists(st.floats(min_value=0, max_value=1), max_size=6), order=st.permutations(range(7)))
+@pytest.mark.parametrize("kind", list(ANALYZER_REDUCERS))
+def test_every_analyzers_reducer_merged_over_a_random_split_equals_one_pass(kind: str, cuts, order) -> None:  # noqa: ANN001
+    make = ANALYZER_REDUCERS[kind]
+    whole = make()
+    feed_range(whole, 0, 48)
+    points = sorted({0, 48, *(round(cut * 48) for cut in cuts)})
+    shards = []
+    for start, stop in zip(points[:-1], points[1:]):
+        shard = make()
+        feed_range(shard, start, stop)
+        shards.append(shard)
+    merged = make()
+    for position in (position for position in order if position < len(shards)):  # merged in a random order
+        merged.merge(shards[position])
+    assert_same_state(merged, whole)
