@@ -49,6 +49,8 @@ class Artifact:
         table: a list of rows (dicts with the same keys) for tabular output.
         data: the numbers behind the output, for API users and tests (arrays allowed).
         summary: JSON-ready scalars or short lists copied into the manifest.
+        interactive: a view the page draws in the browser beside the figure, from numbers kept in
+            the manifest (see :mod:`introspect.report.interactive`); the figure stays for print.
     """
 
     name: str
@@ -60,6 +62,7 @@ class Artifact:
     table: Sequence[Mapping[str, Any]] | None = None
     data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     summary: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    interactive: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         outputs = [self.figure is not None, self.frames is not None, self.table is not None]

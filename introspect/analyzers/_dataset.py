@@ -45,6 +45,17 @@ def thumbnails(subject: Subject, indices: Sequence[int]) -> np.ndarray | None:
     return None if inputs is None else display_images(subject, inputs)
 
 
+def small_thumbnails(subject: Subject, indices: Sequence[int], chunk: int = 256) -> np.ndarray | None:
+    """Thumbnails of the inputs at ``indices``, no side over the sprite sheet's limit, read a chunk at a
+    time so that thousands of large images never sit in memory at full size."""
+    from introspect.report.interactive import shrunk
+
+    if subject.task.image_shape is None or not subject.data.source.is_map_style:
+        return None
+    parts = [thumbnails(subject, indices[start : start + chunk]) for start in range(0, len(indices), chunk)]
+    return np.concatenate([shrunk(part) for part in parts]) if parts and parts[0] is not None else None
+
+
 def strip_rows_figure(rows: Sequence[tuple[str, np.ndarray, Sequence[str]]], title: str) -> Figure:
     """One row per entry: a label on the left, then its thumbnails side by side with a caption under each.
 

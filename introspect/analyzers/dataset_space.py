@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from introspect.analyzers._dataset import class_names, penultimate_layer, unit_layers
+from introspect.analyzers._dataset import class_names, penultimate_layer, small_thumbnails, unit_layers
 from introspect.artifacts import Artifact
 from introspect.dataset.passes import unit_means
 from introspect.dataset.reducers import Reservoir
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
 from introspect.plotting import new_figure, short_label
+from introspect.report.interactive import scatter_view
 from introspect.spec import analyzer
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ def embedding_projection(
     keeps neighbourhoods (clusters are meaningful, distances between them and their sizes are
     not). Classes that form separate clusters are what the last layer can read apart.
     """
+    from matplotlib.colors import to_hex
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
@@ -112,7 +114,20 @@ def embedding_projection(
     )
     data = {"indices": sample.indices, "labels": labels, "pca": by_pca, "tsne": by_tsne, "class_names": names}
     summary = {"layer": name, "num_points": len(rows), "pca_explained": [float(value) for value in explained]}
-    return [Artifact(name="embedding", caption=caption, layer=name, figure=figure, data=data, summary=summary)]
+    view = scatter_view(
+        [("PCA", by_pca), ("t-SNE", by_tsne)],
+        labels,
+        names,
+        [to_hex(colour) for colour in _class_colours(len(names))],
+        indices=sample.indices,
+        thumbnails=small_thumbnails(subject, sample.indices),
+    )
+    caption += " In the page, hover a point to see its input; click a class to hide it."
+    return [
+        Artifact(
+            name="embedding", caption=caption, layer=name, figure=figure, data=data, summary=summary, interactive=view
+        )
+    ]
 
 
 def _scatter_figure(

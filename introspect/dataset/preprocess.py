@@ -32,7 +32,12 @@ class Preprocessing:
         """What is done to each input, for the page's caption."""
         steps = []
         if self.task.image_shape is not None:
-            steps.append("resized to {1}x{2} where needed".format(*self.task.image_shape))
+            height, width = self.task.image_shape[1:]
+            size = self._source_size()
+            if self.source.resized_on_read:
+                steps.append(f"resized to {height}x{width}")
+            elif size is not None and size != (height, width):
+                steps.append(f"resized from {size[0]}x{size[1]} to {height}x{width}")
         if self.normalize:
             steps.append("normalized with the checkpoint's mean and std")
         elif not self.source.pixels:
@@ -41,6 +46,13 @@ class Preprocessing:
             if tuple(self.task.input_shape) != tuple(self.task.image_shape):
                 steps.append(f"reshaped to {tuple(self.task.input_shape)}")
         return ", ".join(steps)
+
+    def _source_size(self) -> tuple[int, int] | None:
+        """(H, W) of the source's images as read (the first input's), ``None`` when that is not known."""
+        if not (self.source.pixels and self.source.is_map_style and len(self.source)):
+            return None
+        first = torch.as_tensor(self.source.dataset[0][0])
+        return tuple(int(side) for side in first.shape[-2:]) if first.dim() >= 3 else None
 
     def __call__(self, batch: Batch) -> Batch:
         inputs = batch.inputs

@@ -69,6 +69,8 @@ class DataSource:
             tensors (a user's own DataLoader), read as it comes.
         pixels: the inputs are pixels in [0, 1] that still need the model's normalization;
             ``False`` when they are already what the model takes.
+        resized_on_read: reading resizes each image to the model's size (an image folder, whose
+            files can have any size).
     """
 
     name: str
@@ -76,6 +78,7 @@ class DataSource:
     dataset: Any
     class_names: tuple[str, ...] = ()
     pixels: bool = True
+    resized_on_read: bool = False
 
     @property
     def is_map_style(self) -> bool:
@@ -179,7 +182,8 @@ def open_image_folder(folder: Path, image_shape: tuple[int, int, int] | None) ->
         dataset = torchvision.datasets.ImageFolder(str(folder), transform=transform)
     except (FileNotFoundError, RuntimeError) as error:
         raise DataError(f"{folder}: not an image folder (one sub-folder of images per class): {error}") from None
-    return DataSource(name=folder.name, split="", dataset=dataset, class_names=tuple(dataset.classes))
+    classes = tuple(dataset.classes)
+    return DataSource(name=folder.name, split="", dataset=dataset, class_names=classes, resized_on_read=True)
 
 
 @dataclasses.dataclass(frozen=True)

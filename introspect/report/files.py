@@ -14,6 +14,7 @@ from typing import Any
 
 from introspect.artifacts import AnalyzerResult, Artifact, slugify
 from introspect.describe import plain
+from introspect.report.interactive import write_interactive
 from introspect.report.layout import FIGURE_DIR, INDEX_NAME, MANIFEST_NAME
 from introspect.report.render import render
 
@@ -68,6 +69,8 @@ def write_artifacts(result: AnalyzerResult, folder: Path) -> list[dict[str, Any]
             entry["table"] = plain(list(artifact.table or []))
         else:
             entry["file"] = f"{FIGURE_DIR}/{write_artifact_file(artifact, folder / FIGURE_DIR, stem)}"
+        if artifact.interactive is not None:
+            entry["interactive"] = write_interactive(artifact.interactive, folder / FIGURE_DIR, stem)
         entries.append(entry)
     return entries
 

@@ -124,9 +124,19 @@ def _list(value: Any) -> list[Any]:
 def _figure_names(figures: Any) -> set[str]:
     """Names inside ``figures/`` of the files a manifest lists (``figures/NAME``)."""
     prefix = FIGURE_DIR + "/"
-    files = [figure.get("file") for figure in _list(figures) if isinstance(figure, dict)]
+    entries = [figure for figure in _list(figures) if isinstance(figure, dict)]
+    files = [entry.get("file") for entry in entries]
     names = [file[len(prefix) :] for file in files if isinstance(file, str) and file.startswith(prefix)]
+    names += [name for entry in entries for name in sprite_files(entry)]
     return {name for name in names if _relative_folder(name, single=True)}
+
+
+def sprite_files(figure: dict[str, Any]) -> list[str]:
+    """Names inside ``figures/`` of the sprite sheet a figure entry's interactive view uses (none or one)."""
+    interactive = figure.get("interactive")
+    sprites = interactive.get("sprites") if isinstance(interactive, dict) else None
+    name = sprites.get("file") if isinstance(sprites, dict) else None
+    return [name] if isinstance(name, str) else []
 
 
 def _linked_folder(href: Any) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -129,3 +130,43 @@ def test_gallery_works_with_javascript_off(browser, tmp_path: Path) -> None:  # 
     page.wait_for_load_state("load")
     assert page.url.endswith(href)
     context.close()
+
+
+def test_the_projection_scatter_shows_each_points_input_on_hover_offline(browser, tmp_path: Path) -> None:  # noqa: ANN001
+    from introspect.testing import all_test_subjects
+
+    report = analyze(all_test_subjects()["conv_rgb"], out_dir=tmp_path / "g", analyzers=["embedding_projection"])
+    view = json.loads((tmp_path / "g" / "manifest.json").read_text())["analyzers"][0]["figures"][0]["interactive"]
+    page, errors = open_page(browser, report.index_path)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    scatter = page.locator("div.scatter")
+    assert scatter.is_visible() and not page.locator("figure.has-scatter > a.zoom").is_visible()
+    assert page.locator("div.scatter svg").count() == 2
+    assert page.locator("div.scatter svg").first.locator("circle").count() == len(view["indices"])
+
+    last = len(view["indices"]) - 1  # drawn last, so on top of any point it overlaps
+    page.locator("div.scatter svg").nth(1).locator("circle").last.hover()
+    tip = page.locator("div.scatter .tip")
+    label = view["class_names"][view["labels"][last]]
+    assert tip.is_visible() and tip.inner_text() == f"input {view['indices'][last]} \u00b7 {label}"
+    columns, (height, width) = view["sprites"]["columns"], view["sprites"]["cell"]
+    scale = max(1, 96 // max(height, width))
+    row, column = divmod(last, columns)
+    position = tip.locator("div").evaluate("element => element.style.backgroundPosition")
+    assert position == f"{-column * width * scale}px {-row * height * scale}px".replace("-0px", "0px")
+    assert page.locator("div.scatter circle.hot").count() == 2  # the same input marked in both views
+    page.wait_for_load_state("networkidle")
+    assert any(url.endswith("/figures/" + view["sprites"]["file"]) for url in requests)
+    assert all(url.startswith("file://") for url in requests)  # the sprite sheet and nothing from the network
+
+    first_class = page.locator(".scatter .legend button").first
+    first_class.click()
+    hidden = page.evaluate(
+        "Array.from(document.querySelector('div.scatter svg').querySelectorAll('circle'))"
+        ".filter(circle => circle.style.display === 'none').length"
+    )
+    assert hidden == view["labels"].count(0) and first_class.get_attribute("aria-pressed") == "false"
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.locator("section#embedding_projection").screenshot(path=str(SCREENSHOT_DIR / "projection.png"))
+    assert errors == []
