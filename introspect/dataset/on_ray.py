@@ -16,6 +16,7 @@ import importlib.util
 import logging
 import os
 import pickle
+import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -49,8 +50,11 @@ def check_ray_plan(plan: DatasetPlan) -> None:
         )
 
 
-def reduce_on_ray(subject: Subject, reducers: Mapping[str, Any], address: str | None, progress: Progress) -> int:
-    """Feed ``reducers`` with the subject's data on Ray; returns the number of inputs seen.
+def reduce_on_ray(
+    subject: Subject, reducers: Mapping[str, Any], address: str | None, progress: Progress
+) -> tuple[int, float]:
+    """Feed ``reducers`` with the subject's data on Ray; returns the inputs seen and the seconds to the first batch
+    (starting or joining the cluster and its actors, which the caption keeps apart from the throughput).
 
     Args:
         reducers: the run's reducers by analyzer name, still empty; the shards' states are merged into them.
@@ -60,6 +64,8 @@ def reduce_on_ray(subject: Subject, reducers: Mapping[str, Any], address: str | 
     check_ray_plan(plan)
     import ray
 
+    start = time.perf_counter()
+    startup = 0.0
     with ray_cluster(address), quiet_ray_data():
         count = plan.size or 0
         gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -76,6 +82,7 @@ def reduce_on_ray(subject: Subject, reducers: Mapping[str, Any], address: str | 
         )
         seen = 0
         for row in shards.iter_rows():
+            startup = startup or time.perf_counter() - start
             states = pickle.loads(row["state"])  # noqa: S301 - written by this run's actors, not read from a file
             if isinstance(states, IntrospectError):
                 raise states
@@ -83,7 +90,7 @@ def reduce_on_ray(subject: Subject, reducers: Mapping[str, Any], address: str | 
                 reducers[name].merge(shard)
             seen += int(row["seen"])
             progress(seen)
-    return seen
+    return seen, startup
 
 
 class ShardReducer:

@@ -38,6 +38,7 @@ class Reduced:
         data: the plan's description ("the test split of mnist").
         preprocessing: what was done to each input before the model saw it.
         executor: where the pass ran.
+        startup: seconds of ``seconds`` spent before the first input was read (starting Ray).
     """
 
     state: Any
@@ -46,14 +47,17 @@ class Reduced:
     data: str
     preprocessing: str
     executor: str
+    startup: float = 0.0
 
     def describe(self) -> str:
         """A caption sentence: what was read, how, and how fast."""
-        rate = self.seen / self.seconds if self.seconds > 0 else float("nan")
+        streaming = self.seconds - self.startup
+        rate = self.seen / streaming if streaming > 0 else float("nan")
         steps = f" ({self.preprocessing})" if self.preprocessing else ""
+        startup = f" including {self.startup:.1f} s to start the executor" if self.startup else ""
         return (
             f"Over {self.seen} inputs of {self.data}{steps}, read in one pass shared by the dataset analyzers "
-            f"({self.seconds:.1f} s, {rate:.0f} inputs/s, {self.executor} executor)."
+            f"({self.seconds:.1f} s{startup}, {rate:.0f} inputs/s, {self.executor} executor)."
         )
 
 
@@ -96,10 +100,11 @@ def run_pass(
     start = time.perf_counter()
     try:
         with progress_bar(plan.size, f"dataset {plan.source.name}") as progress:
+            startup = 0.0
             if kind == "ray":
                 from introspect.dataset.on_ray import reduce_on_ray
 
-                seen = reduce_on_ray(subject, reducers, address, progress)
+                seen, startup = reduce_on_ray(subject, reducers, address, progress)
             else:
                 seen = reduce_locally(subject, list(reducers.values()), progress)
     except Exception as error:  # the pass failed: every analyzer that needed it fails with the reason
@@ -109,7 +114,7 @@ def run_pass(
     steps = Preprocessing(subject.task, plan.source).describe()
     executor = plan.executor if kind == "local" else f"Ray ({address or 'local cluster'})"
     for name, state in reducers.items():
-        outcome.reduced[name] = Reduced(state, seen, seconds, plan.describe(), steps, executor)
+        outcome.reduced[name] = Reduced(state, seen, seconds, plan.describe(), steps, executor, startup)
     return outcome
 
 
