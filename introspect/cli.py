@@ -162,7 +162,8 @@ def dataset_options(command: Any) -> Any:
             default="local",
             show_default=True,
             metavar="local|ray[:ADDRESS]",
-            help="Where the dataset pass runs: this process, a local Ray cluster, or the Ray cluster at ADDRESS.",
+            help="Where the dataset pass runs (with several checkpoints: where each one is analyzed): this "
+            "process, a local Ray cluster, or the Ray cluster at ADDRESS.",
         ),
     ]
     for option in reversed(options):
@@ -222,6 +223,8 @@ def analyze(
     With several checkpoints the gallery has a page per checkpoint and an index listing them.
     """
     from introspect.api import analyze as run_analysis
+    from introspect.dataset.on_ray import check_ray_installed
+    from introspect.dataset.plan import parse_executor
     from introspect.options import parse_assignments, resolve_options
     from introspect.registry import Registry
     from introspect.report.outdir import claim_output_dir
@@ -233,6 +236,9 @@ def analyze(
     # checked before the folder is claimed, so a misspelt option leaves nothing behind
     selected = registry.select(names, exclude=exclude, select_all=select_all)
     options = resolve_options(selected, parse_assignments(option_texts))
+    executor, address = parse_executor(data_options["executor"])
+    if executor == "ray":
+        check_ray_installed()
     out_dir = out_dir or (f"introspect-{Path(checkpoints[0]).stem}" if len(checkpoints) == 1 else "introspect-gallery")
     # checked and locked before any analysis; the context releases the lock once the gallery is in place
     click.get_current_context().with_resource(claim_output_dir(out_dir, force=force))
@@ -253,6 +259,8 @@ def analyze(
         report = run(checkpoints[0], out_dir=out_dir)
         _report_problems(checkpoints[0], report)
         index, exit_code = report.index_path, report.exit_code
+    elif executor == "ray":
+        index, exit_code = _analyze_on_ray(checkpoints, run, out_dir, force, address)
     else:
         index, exit_code = _analyze_into_collection(checkpoints, run, out_dir, force, timeout)
     click.echo(str(index))
@@ -288,6 +296,19 @@ def _analyze_into_collection(
             failure = f"{out_dir}: the gallery was not written"
             within_limit(write, timeout, f"writing the page of {checkpoint}", failure, gallery=out_dir)
             del report, page, write  # the next checkpoint is loaded only after this one's memory is free
+    return writer.index_path, exit_code
+
+
+def _analyze_on_ray(
+    checkpoints: tuple[str, ...], run: Any, out_dir: str, force: bool, address: str | None
+) -> tuple[Path, int]:
+    """One Ray task per checkpoint; the pages are added here in the order given, as a local run adds them."""
+    from introspect.report import GalleryWriter
+    from introspect.sweeps import analyze_on_ray
+
+    analysis = {key: value for key, value in run.keywords.items() if key != "progress"}
+    with GalleryWriter(out_dir, force=force) as writer:
+        exit_code = analyze_on_ray(checkpoints, analysis, writer, address, functools.partial(click.echo, err=True))
     return writer.index_path, exit_code
 
 

@@ -39,10 +39,15 @@ else:
 INSTALL_HINT = "pip install 'introspect[ray]'"
 
 
-def check_ray_plan(plan: DatasetPlan) -> None:
-    """Refuse, before any work, a Ray pass that cannot run: Ray missing, or data that cannot be indexed."""
+def check_ray_installed() -> None:
+    """One sentence, before any work, when ``--executor ray`` is asked for without Ray."""
     if importlib.util.find_spec("ray") is None:
         raise DataError(f"--executor ray needs Ray, which is not installed: {INSTALL_HINT}")
+
+
+def check_ray_plan(plan: DatasetPlan) -> None:
+    """Refuse, before any work, a Ray pass that cannot run: Ray missing, or data that cannot be indexed."""
+    check_ray_installed()
     if not plan.source.is_map_style:
         raise DataError(
             "--executor ray needs data it can index (a dataset name, an image folder, a .npy or .pt file); "

@@ -238,6 +238,28 @@ class GalleryWriter:
         self._page_slugs.setdefault(title, slug)
         return entry
 
+    def add_written_page(
+        self, title: str, page_files: Mapping[str, bytes], manifest: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Add a page written elsewhere (by a Ray task): its files by relative path, and its manifest.
+
+        The page must have been written with ``parent_index="../index.html"``. Paths are checked
+        to stay inside the page's folder.
+        """
+        slug = files.next_slug(title, self._taken)
+        folder = self._folder(slug)
+        for relative, content in page_files.items():
+            parts = Path(relative).parts
+            if not parts or Path(relative).is_absolute() or any(part in ("", ".", "..") for part in parts):
+                raise ValueError(f"a page file must lie inside its folder, not at {relative!r}")
+            path = folder.joinpath(*parts)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+        entry = collection_entry(title, slug, manifest)
+        self._entries.append(entry)
+        self._page_slugs.setdefault(title, slug)
+        return entry
+
     def add_comparison(
         self, comparison: Comparison, *, title: str | None = None, description: str = "", slug: str | None = None
     ) -> dict[str, str]:
