@@ -108,7 +108,8 @@ def analyze(
             ``(inputs, labels)`` batches (taken as the model takes them), or a
             :class:`~introspect.dataset.plan.DatasetPlan`.
         data_options: how to read ``data``: ``data_dir``, ``labels``, ``limit``, ``batch_size``,
-            ``workers``, ``executor`` (see :func:`~introspect.dataset.plan.plan_for`).
+            ``workers``, ``executor``, ``resume``, ``record_dir`` (see :func:`~introspect.dataset.plan.plan_for`);
+            with ``out_dir`` the pass is recorded beside the gallery unless ``record_dir`` says where.
         **load_options: fields of :class:`~introspect.loading.LoadOptions` for checkpoint paths.
     """
     # The folder is checked and locked before any work, and stays locked until the gallery is in place.
@@ -119,7 +120,7 @@ def analyze(
         load = functools.partial(_subject_for, target, inputs, labels, task, load_options)
         subject = within_limit(load, timeout, f"loading {_shown(target)}", f"{_shown(target)}: did not finish loading")
         if data is not None:
-            subject = with_data(subject, data, data_options or {})
+            subject = with_data(subject, data, _with_record_dir(data_options or {}, out_dir))
         results = tuple(run_analyzers(subject, specs, options=options, progress=progress, timeout=timeout))
         index_path = None
         if out_dir is not None:
@@ -160,6 +161,16 @@ def with_data(subject: Subject, data: Any, data_options: Mapping[str, Any]) -> S
     from introspect.dataset.plan import plan_for
 
     return dataclasses.replace(subject, data=plan_for(data, subject.task.image_shape, **data_options))
+
+
+def _with_record_dir(data_options: Mapping[str, Any], out_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """A run that writes a gallery records its dataset pass beside it (so that ``resume`` can pick it up)."""
+    from introspect.dataset.records import default_record_dir
+
+    chosen = dict(data_options)
+    if out_dir is not None and chosen.get("record_dir") is None:
+        chosen["record_dir"] = default_record_dir(out_dir)
+    return chosen
 
 
 def _shown(target: Any) -> str:

@@ -130,7 +130,7 @@ def dataset_options(command: Any) -> Any:
     """``--data`` and how to read it; the reading options arrive gathered as ``data_options``."""
 
     def gathered(*args: Any, **values: Any) -> Any:
-        keys = ("data_dir", "data_labels", "limit", "batch_size", "workers", "executor")
+        keys = ("data_dir", "data_labels", "limit", "batch_size", "workers", "executor", "resume")
         chosen = {key: values.pop(key) for key in keys}
         data_options = {
             "data_dir": chosen["data_dir"],
@@ -139,9 +139,10 @@ def dataset_options(command: Any) -> Any:
             "batch_size": chosen["batch_size"],
             "workers": chosen["workers"],
             "executor": chosen["executor"],
+            "resume": chosen["resume"],
         }
-        if values.get("data") is None and any(chosen[key] for key in ("data_labels", "limit")):
-            raise click.UsageError("--data-labels and --limit go with --data SOURCE")
+        if values.get("data") is None and any(chosen[key] for key in ("data_labels", "limit", "resume")):
+            raise click.UsageError("--data-labels, --limit and --resume go with --data SOURCE")
         return command(*args, data_options=data_options, **values)
 
     gathered = functools.wraps(command)(gathered)
@@ -164,6 +165,11 @@ def dataset_options(command: Any) -> Any:
             metavar="local|ray[:ADDRESS]",
             help="Where the dataset pass runs (with several checkpoints: where each one is analyzed): this "
             "process, a local Ray cluster, or the Ray cluster at ADDRESS.",
+        ),
+        click.option(
+            "--resume",
+            is_flag=True,
+            help="Start the dataset pass from the record an interrupted run of the same analysis left beside -o.",
         ),
     ]
     for option in reversed(options):
@@ -281,6 +287,8 @@ def _analyze_into_collection(
     checkpoints: tuple[str, ...], run: Any, out_dir: str, force: bool, timeout: float | None
 ) -> tuple[Path, int]:
     """Each checkpoint analyzed and its page written at once, so only one report is held at a time."""
+    from introspect.artifacts import slugify
+    from introspect.dataset.records import default_record_dir
     from introspect.report import GalleryWriter
     from introspect.runner import within_limit
 
@@ -288,7 +296,10 @@ def _analyze_into_collection(
     with GalleryWriter(out_dir, force=force) as writer:
         for checkpoint in checkpoints:
             click.echo(f"introspect: analyzing {checkpoint}", err=True)
-            report = run(checkpoint, out_dir=None)
+            record_dir = default_record_dir(out_dir) / slugify(Path(checkpoint).stem)
+            report = run(
+                checkpoint, out_dir=None, data_options={**run.keywords["data_options"], "record_dir": record_dir}
+            )
             _report_problems(checkpoint, report)
             exit_code = max(exit_code, report.exit_code)
             page = (Path(checkpoint).stem, report.subject, report.specs, report.results)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from typing import Any
 
 from introspect.dataset.sources import DataError, DataSource, from_iterable, open_source
@@ -22,6 +23,9 @@ class DatasetPlan:
         workers: DataLoader worker processes reading and decoding the data (local executor).
         executor: ``"local"`` (this process), ``"ray"`` (a local Ray cluster started for the run)
             or ``"ray:ADDRESS"`` (an existing cluster).
+        record_dir: where the local executor keeps a record of the pass as it goes
+            (:mod:`introspect.dataset.records`); ``None`` keeps none.
+        resume: start from the record in ``record_dir`` when it is of the same run.
     """
 
     source: DataSource
@@ -29,6 +33,8 @@ class DatasetPlan:
     batch_size: int = 256
     workers: int = 0
     executor: str = "local"
+    record_dir: Path | None = None
+    resume: bool = False
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
@@ -71,12 +77,15 @@ def plan_for(
     batch_size: int = 256,
     workers: int = 0,
     executor: str = "local",
+    record_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
 ) -> DatasetPlan:
     """A plan from what the user gave: a ``--data`` string or path, a DataSource, or any dataset or iterable.
 
     Args:
         image_shape: (C, H, W) of the model's images, which an image folder is resized to.
         data_dir, labels: see :func:`~introspect.dataset.sources.open_source`.
+        record_dir, resume: see :class:`DatasetPlan`.
     """
     if isinstance(data, DatasetPlan):
         return data
@@ -86,4 +95,5 @@ def plan_for(
         source = open_source(data, image_shape=image_shape, data_dir=data_dir, labels=labels)
     else:
         source = from_iterable(data)
-    return DatasetPlan(source=source, limit=limit, batch_size=batch_size, workers=workers, executor=executor)
+    record = None if record_dir is None else Path(record_dir)
+    return DatasetPlan(source, limit, batch_size, workers, executor, record_dir=record, resume=resume)

@@ -273,21 +273,25 @@ def from_iterable(data: Iterable[Any], name: str = "data") -> DataSource:
 
 
 def batches(
-    source: DataSource, batch_size: int = 256, limit: int | None = None, *, workers: int = 0
+    source: DataSource, batch_size: int = 256, limit: int | None = None, *, workers: int = 0, start: int = 0
 ) -> Iterator[Batch]:
     """The data in index order, ``batch_size`` inputs at a time, the first ``limit`` inputs at most.
 
-    Map-style data is read by a DataLoader (``workers`` processes); any other iterable is read
-    as it comes, each item a batch: ``(inputs, labels)`` or inputs alone.
+    Map-style data is read by a DataLoader (``workers`` processes) from index ``start`` on; any
+    other iterable is read as it comes, each item a batch: ``(inputs, labels)`` or inputs alone.
     """
     if not source.is_map_style:
+        if start:
+            raise DataError("an iterable source can only be read from its start")
         yield from _iterated_batches(source.dataset, limit)
         return
     count = len(source) if limit is None else min(limit, len(source))
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(source.dataset, range(count)), batch_size=batch_size, shuffle=False, num_workers=workers
+        torch.utils.data.Subset(source.dataset, range(start, count)),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
     )
-    start = 0
     for inputs, labels in loader:
         indices = torch.arange(start, start + len(inputs))
         start += len(inputs)

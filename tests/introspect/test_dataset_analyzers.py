@@ -270,3 +270,59 @@ def test_the_ray_executor_without_ray_is_one_sentence(monkeypatch, mnist_subject
     with pytest.raises(DataError, match="a Python iterable runs on the local executor"):
         monkeypatch.undo()
         DatasetPlan(from_iterable(iter([torch.zeros(2, 1, 28, 28)])), executor="ray")
+
+
+def test_an_interrupted_pass_resumes_from_its_record_with_the_same_numbers(
+    monkeypatch, mnist_subject, report, tmp_path: Path
+) -> None:  # noqa: ANN001
+    from introspect.dataset import records
+
+    monkeypatch.setattr(records, "RECORD_INTERVAL_S", 0.0)  # a record after every batch
+    model, forwards = mnist_subject.model, []
+
+    def interrupt_at_the_fourth_batch(module, args) -> None:  # noqa: ANN001
+        forwards.append(len(args[0]))
+        if len(forwards) == 5:  # the output-width check, then three batches of 128: Ctrl-C on the fourth
+            raise KeyboardInterrupt
+
+    plan = dataclasses.replace(mnist_subject.data, record_dir=tmp_path / "record")
+    subject = dataclasses.replace(mnist_subject, data=plan)
+    handle = model.register_forward_pre_hook(interrupt_at_the_fourth_batch)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            analyze(subject, analyzers=DATASET_ANALYZERS[:-1])
+    finally:
+        handle.remove()
+    assert json.loads((tmp_path / "record" / "dataset-pass.json").read_text())["seen"] == 384
+
+    fed = []
+    handle = model.register_forward_pre_hook(lambda module, args: fed.append(len(args[0])))
+    try:
+        resumed = analyze(dataclasses.replace(subject, data=dataclasses.replace(plan, resume=True)),
+                          analyzers=DATASET_ANALYZERS[:-1])  # fmt: skip
+    finally:
+        handle.remove()
+    assert [size for size in fed if size in (128, 88)] == [128, 88]  # only the inputs after the record
+    assert "the first 384 from an interrupted run's record" in artifact((resumed,), "dataset_confusion").caption
+    for name in DATASET_ANALYZERS[:-1]:
+        whole, again = artifact(report, name).data, artifact((resumed,), name).data
+        for key, value in whole.items():
+            if isinstance(value, np.ndarray):
+                np.testing.assert_allclose(again[key], value, rtol=1e-9, equal_nan=True, err_msg=f"{name}.{key}")
+    assert not (tmp_path / "record").exists()  # removed once the pass completed
+
+
+def test_a_record_of_another_run_is_not_used(mnist_subject, tmp_path: Path) -> None:  # noqa: ANN001
+    from introspect.dataset import records
+    from introspect.dataset.passes import ConfusionReducer
+
+    reducers = {"dataset_confusion": ConfusionReducer(10)}
+    records.write_record(tmp_path, "one-run", 128, reducers)
+    with pytest.raises(records.RecordError, match="of another run"):
+        records.read_record(tmp_path, "another-run", reducers)
+    record = json.loads((tmp_path / "dataset-pass.json").read_text())
+    record["reducers"]["dataset_confusion"]["$object"] = "os.system"  # a record cannot name any other class
+    (tmp_path / "dataset-pass.json").write_text(json.dumps(record))
+    with pytest.raises(records.RecordError, match="'os.system' is not one of this run's reducers"):
+        records.read_record(tmp_path, "one-run", reducers)
+    assert records.read_record(tmp_path, "one-run", {}).seen == 128  # rebuilt only the reducers asked for
