@@ -255,3 +255,39 @@ def test_old_import_paths_still_work() -> None:
     assert outdir.claim_output_dir is report.claim_output_dir
     assert introspect.GalleryError is GalleryError and introspect.new_figure is plotting_new_figure
     assert {"GalleryError", "new_figure", "GalleryWriter"} <= set(introspect.__all__)
+
+
+@analyzer(needs=Needs.WEIGHTS)
+def always_fails(subject, /):
+    """Fails, to show the page's banner."""
+    raise RuntimeError("broken on purpose")
+
+
+def test_failed_analyzers_are_named_in_a_banner_at_the_top(tmp_path: Path) -> None:
+    from html.parser import HTMLParser
+
+    subject = Subject(weights={"w": torch.ones(2)})
+    specs = [spec_of(always_fails), *Registry.default(load_plugins=False).select(["weight_histograms"])]
+    analyze(subject, out_dir=tmp_path / "g", registry=Registry(specs))
+
+    class Banner(HTMLParser):
+        inside, text, links = False, "", []
+
+        def handle_starttag(self, tag, attrs):  # noqa: ANN001, ANN202
+            attributes = dict(attrs)
+            self.inside = self.inside or attributes.get("class") == "banner"
+            if self.inside and tag == "a":
+                self.links.append(attributes["href"])
+
+        def handle_endtag(self, tag):  # noqa: ANN001, ANN202
+            self.inside = self.inside and tag != "p"
+
+        def handle_data(self, data):  # noqa: ANN001, ANN202
+            self.text += data if self.inside else ""
+
+    banner = Banner()
+    banner.feed((tmp_path / "g" / "index.html").read_text())
+    assert " ".join(banner.text.split()) == "1 analyzer failed: always_fails. Each section says why."
+    assert banner.links == ["#always_fails"]
+    quiet = analyze(subject, out_dir=tmp_path / "ok", analyzers=["weight_histograms"])
+    assert 'class="banner"' not in quiet.index_path.read_text()
