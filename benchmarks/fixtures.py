@@ -2,7 +2,9 @@
 
 Every input is random but seeded: the rows measure speed, which does not depend on what the
 pixels show. Only the gallery row uses a trained checkpoint (in the full run), so that the
-training-history analyzers have something to draw, as they would for a user.
+training-history analyzers have something to draw, as they would for a user. The dataset rows
+read the MNIST test split from ``$INTROSPECT_DATA`` (its offline subset has 1000 images), or
+generated MNIST-shaped images where it is not there.
 """
 
 from __future__ import annotations
@@ -12,10 +14,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
     from torch import nn
 
+    from introspect.dataset.sources import DataSource
     from introspect.subject import Subject
+
+MNIST_SHAPE = (1, 28, 28)
+MNIST_CLASSES = tuple(str(digit) for digit in range(10))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +46,11 @@ class Sizes:
         small_model: the same for its denominator.
         analyzers: ``()`` for ``--all``, else the analyzers the process rows run.
         trained_lenet5: train LeNet-5 (quick recipe) for the gallery row instead of using random weights.
+        dataset_limit: inputs of MNIST the dataset rows read (``None``: the whole split).
+        dataset_batch: batch size of the dataset pass and of its references.
+        memory_counts: inputs of the small and the large pass of the dataset memory row.
+        ray_repeats: repetitions of the Ray / local pair (``0``: the row is left out, each Ray pass
+            starting a cluster for about 25 s).
     """
 
     quick: bool
@@ -57,6 +69,10 @@ class Sizes:
     small_model: tuple[str, tuple[int, int, int]]
     analyzers: tuple[str, ...]
     trained_lenet5: bool
+    dataset_limit: int | None
+    dataset_batch: int
+    memory_counts: tuple[int, int]
+    ray_repeats: int
 
 
 def full_sizes(repeats: int = 5) -> Sizes:
@@ -78,6 +94,10 @@ def full_sizes(repeats: int = 5) -> Sizes:
         small_model=("resnet18", (3, 32, 32)),
         analyzers=(),
         trained_lenet5=True,
+        dataset_limit=None,
+        dataset_batch=256,  # the CLI's --batch-size default
+        memory_counts=(1000, 10000),
+        ray_repeats=3,
     )
 
 
@@ -100,6 +120,10 @@ def quick_sizes() -> Sizes:
         small_model=("resnet18", (3, 32, 32)),
         analyzers=("model_summary",),
         trained_lenet5=False,
+        dataset_limit=96,
+        dataset_batch=32,
+        memory_counts=(64, 256),
+        ray_repeats=0,
     )
 
 
@@ -210,3 +234,67 @@ def resnet_state_dict(folder: Path, name: str) -> Path:
     if not path.exists():
         torch.save(resnet(name).state_dict(), path)
     return path
+
+
+def mnist_like_arrays(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` random uint8 images of 28x28 (as MNIST's files hold them) and random labels 0 to 9."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (count, 28, 28), dtype=np.uint8), rng.integers(0, 10, count, dtype=np.int64)
+
+
+def mnist_like_npy(folder: Path, count: int) -> tuple[Path, Path]:
+    """:func:`mnist_like_arrays` saved as ``.npy`` images and labels in ``folder`` (what ``--data x.npy`` reads)."""
+    import numpy as np
+
+    images, labels = mnist_like_arrays(count)
+    paths = folder / f"mnist-like-{count}.npy", folder / f"mnist-like-{count}-labels.npy"
+    np.save(paths[0], images)
+    np.save(paths[1], labels)
+    return paths
+
+
+def mnist_source() -> tuple[DataSource, str]:
+    """The MNIST test split from ``$INTROSPECT_DATA`` and what it is; 1000 generated images when it is not there."""
+    from introspect.dataset.sources import ArrayDataset, DataError, DataSource, open_torchvision
+
+    try:
+        source = open_torchvision("mnist")
+        return source, f"the MNIST test split from $INTROSPECT_DATA ({len(source)} images)"
+    except DataError as error:
+        images, labels = mnist_like_arrays(1000)
+        dataset = ArrayDataset(images, labels)
+        source = DataSource(name="generated", split="", dataset=dataset, class_names=MNIST_CLASSES)
+        return source, f"1000 generated MNIST-shaped images ({error})"
+
+
+def lenet5_on_data(source: DataSource, *, limit: int | None, batch_size: int) -> Subject:
+    """LeNet-5 (seeded weights) with MNIST's task and normalization, reading ``source`` in its dataset pass.
+
+    The probe is the source's first 8 inputs, preprocessed as the pass preprocesses them: the
+    confusion reducer runs one of them to learn the output width, as it does for a checkpoint.
+    """
+    import torch
+
+    from introspect.dataset.plan import DatasetPlan
+    from introspect.dataset.preprocess import Preprocessing
+    from introspect.dataset.sources import Batch
+    from introspect.subject import Subject, Task
+    from trainers.data import MNIST_NORMALIZATION
+
+    task = Task(
+        kind="classification",
+        input_shape=MNIST_SHAPE,
+        image_shape=MNIST_SHAPE,
+        class_names=MNIST_CLASSES,
+        normalization=MNIST_NORMALIZATION,
+        dataset="mnist",
+    )
+    items = [source.dataset[index] for index in range(8)]
+    raw = torch.stack([torch.as_tensor(image) for image, _ in items])
+    labels = torch.as_tensor([label for _, label in items])
+    probe = Preprocessing(task, source)(Batch(inputs=raw, labels=labels, indices=torch.arange(8))).inputs
+    subject = Subject.from_model(lenet5(), probe, labels, task=task)
+    plan = DatasetPlan(source, limit=limit, batch_size=batch_size)
+    return dataclasses.replace(subject, data=plan)

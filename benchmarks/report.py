@@ -12,7 +12,7 @@ from typing import Any
 
 from benchmarks.harness import Comparison
 
-UNIT_TEXT = {"x": "", "s": " s", "GB": " GB"}
+UNIT_TEXT = {"x": "", "s": " s", "MB": " MB", "GB": " GB"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Row:
         name: short key (``capture``, ``scale``...).
         what: what was measured, in words.
         value: the number compared with the target (``None``: not measured; ``note`` says why).
-        unit: ``x`` for a ratio, ``s`` for seconds, ``GB`` for 10^9 bytes.
+        unit: ``x`` for a ratio, ``s`` for seconds, ``MB`` for 10^6 bytes, ``GB`` for 10^9 bytes.
         target: the most ``value`` may be; ``None`` when the row is only reported.
         strict: the target is ``value < target`` rather than ``<=``.
         numerator_s: median wall seconds of introspect's side.
