@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from introspect.artifacts import AnalyzerResult
+from introspect.budget import DEFAULT_MAX_PROBE
 from introspect.errors import PluginError
 from introspect.options import resolve_options
 from introspect.registry import Registry
@@ -84,6 +85,7 @@ def analyze(
     timeout: float | None = None,
     data: Any = None,
     data_options: Mapping[str, Any] | None = None,
+    input_files: Sequence[str | os.PathLike[str]] = (),
     **load_options: Any,
 ) -> AnalysisReport:
     """Run analyzers on a checkpoint path, a module with inputs, or a ready :class:`Subject`.
@@ -110,6 +112,8 @@ def analyze(
         data_options: how to read ``data``: ``data_dir``, ``labels``, ``limit``, ``batch_size``,
             ``workers``, ``executor``, ``resume``, ``record_dir`` (see :func:`~introspect.dataset.plan.plan_for`);
             with ``out_dir`` the pass is recorded beside the gallery unless ``record_dir`` says where.
+        input_files: image files, folders of images, ImageFolder trees or ``.npy``/``.pt`` files whose
+            inputs replace the probe, with the checkpoint's preprocessing (see :mod:`introspect.inputs`).
         **load_options: fields of :class:`~introspect.loading.LoadOptions` for checkpoint paths.
     """
     # The folder is checked and locked before any work, and stays locked until the gallery is in place.
@@ -119,6 +123,10 @@ def analyze(
         options = resolve_options(specs, options)
         load = functools.partial(_subject_for, target, inputs, labels, task, load_options)
         subject = within_limit(load, timeout, f"loading {_shown(target)}", f"{_shown(target)}: did not finish loading")
+        if input_files:
+            from introspect.inputs import with_inputs
+
+            subject = with_inputs(subject, input_files, int(load_options.get("max_probe") or DEFAULT_MAX_PROBE))
         if data is not None:
             subject = with_data(subject, data, _with_record_dir(data_options or {}, out_dir))
         results = tuple(run_analyzers(subject, specs, options=options, progress=progress, timeout=timeout))

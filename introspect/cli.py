@@ -207,6 +207,15 @@ def dataset_options(command: Any) -> Any:
     "An analyzer past it is recorded as failed; loading or writing past it stops with exit 2 and no gallery.",
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the gallery in the default browser when there is one.")
+@click.option(
+    "--inputs",
+    "input_files",
+    multiple=True,
+    type=click.Path(),
+    metavar="PATH",
+    help="Explain these inputs instead of the probe: image files, a folder of images, an ImageFolder tree, "
+    "a .npy or .pt file (repeat for several; the checkpoint's preprocessing is applied).",
+)
 @dataset_options
 @checkpoint_options
 def analyze(
@@ -220,6 +229,7 @@ def analyze(
     no_plugins: bool,
     timeout: float | None,
     open_browser: bool,
+    input_files: tuple[str, ...],
     data: str | None,
     data_options: dict[str, Any],
     **loading: Any,
@@ -237,6 +247,8 @@ def analyze(
 
     if not select_all and not names:
         raise click.UsageError("choose analyzers with --all or -a NAME ('introspect list' shows them)")
+    if input_files and loading.get("probe"):
+        raise click.UsageError("--inputs and --probe both give the probe: use one")
     registry = Registry.default(load_plugins=False if no_plugins else None)
     _warn_plugin_problems(registry.problems)
     # checked before the folder is claimed, so a misspelt option leaves nothing behind
@@ -257,6 +269,7 @@ def analyze(
         options=options,
         data=data,
         data_options=data_options,
+        input_files=input_files,
         progress=_print_progress,
         timeout=timeout,
         **load_options_from(**loading),

@@ -87,7 +87,8 @@ def probe_description(subject: Subject) -> str:
     if subject.probe_is_synthetic:
         return f"{size} random inputs (no probe was stored or given)"
     note = subject.metadata.get("probe_note")  # e.g. "probe cut from 5000 to 256 inputs (--max-probe)"
-    return f"{size} inputs ({note})" if note else f"{size} inputs"
+    inputs = "1 input" if size == 1 else f"{size} inputs"
+    return f"{inputs} ({note})" if note else inputs
 
 
 def describe_checkpoint(subject: Subject) -> dict[str, Any]:
