@@ -9,7 +9,10 @@
 - a ``.npy`` array (uint8 pixels, or floats as the model takes them), memory-mapped, with labels
   from ``--data-labels FILE.npy``;
 - a ``.pt`` file saved with ``torch.save``: a tensor, or a dict with ``inputs`` and ``labels``,
-  read by the checkpoint loader's safe reader within the memory budget.
+  read by the checkpoint loader's safe reader within the memory budget;
+- a Hugging Face ``datasets`` folder written by ``save_to_disk`` (needs the ``hf-datasets`` extra),
+  memory-mapped: a ``Dataset``, or a ``DatasetDict`` whose test split is read (else validation,
+  else its only split; ``FOLDER:SPLIT`` picks another).
 
 Batches carry each input's index in the dataset, which is how the reducers break ties and sample
 the same way for any split of the work. Pixels come out in [0, 1]; :mod:`introspect.dataset.preprocess`
@@ -133,8 +136,12 @@ def open_source(
         labels: a ``.npy`` of labels for a ``.npy`` source.
         budget: the memory budget a ``.pt`` file's tensors are checked against.
     """
+    from introspect.dataset.hf_datasets import is_hf_dataset_folder, open_hf_dataset  # it imports this module
+
     path = Path(source)
     if path.is_dir():
+        if is_hf_dataset_folder(path):  # its own files say so; an ImageFolder tree has none of them
+            return open_hf_dataset(path, image_shape)
         return open_image_folder(path, image_shape)
     if path.suffix == ".npy":
         return open_array(path, labels)
@@ -142,6 +149,11 @@ def open_source(
         return open_tensor_file(path, budget)
     if path.exists():
         raise DataError(f"{path}: not a dataset (use an image folder, a .npy or a .pt file, or a dataset name)")
+    # FOLDER:SPLIT names a split only where FOLDER is a saved Hugging Face dataset, so that any other
+    # path, and a torchvision NAME:SPLIT, means what it did before.
+    folder, colon, split = str(source).rpartition(":")
+    if colon and folder and split and Path(folder).is_dir() and is_hf_dataset_folder(Path(folder)):
+        return open_hf_dataset(Path(folder), image_shape, split)
     return open_torchvision(str(source), data_dir)
 
 
@@ -169,21 +181,27 @@ def open_torchvision(source: str, data_dir: str | os.PathLike[str] | None = None
 def open_image_folder(folder: Path, image_shape: tuple[int, int, int] | None) -> DataSource:
     """An ImageFolder tree, each image converted to the model's channels and resized to its size."""
     import torchvision
-    from torchvision import transforms
 
-    if image_shape is None:
-        raise DataError(f"{folder}: an image folder needs a model that takes images")
-    channels, height, width = image_shape
-    if channels not in (1, 3):
-        raise DataError(f"{folder}: images cannot be converted to {channels} channels")
-    convert = ImageMode("L" if channels == 1 else "RGB")
-    transform = transforms.Compose([convert, transforms.Resize((height, width)), transforms.ToTensor()])
+    transform = image_transform(folder, image_shape, "an image folder")
     try:
         dataset = torchvision.datasets.ImageFolder(str(folder), transform=transform)
     except (FileNotFoundError, RuntimeError) as error:
         raise DataError(f"{folder}: not an image folder (one sub-folder of images per class): {error}") from None
     classes = tuple(dataset.classes)
     return DataSource(name=folder.name, split="", dataset=dataset, class_names=classes, resized_on_read=True)
+
+
+def image_transform(folder: Path, image_shape: tuple[int, int, int] | None, what: str) -> Any:
+    """PIL image → the model's channels and size, as a [0, 1] tensor; ``what`` names the source in errors."""
+    from torchvision import transforms
+
+    if image_shape is None:
+        raise DataError(f"{folder}: {what} needs a model that takes images")
+    channels, height, width = image_shape
+    if channels not in (1, 3):
+        raise DataError(f"{folder}: images cannot be converted to {channels} channels")
+    convert = ImageMode("L" if channels == 1 else "RGB")
+    return transforms.Compose([convert, transforms.Resize((height, width)), transforms.ToTensor()])
 
 
 @dataclasses.dataclass(frozen=True)
