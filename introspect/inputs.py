@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from introspect._lazy import lazy_import
+from introspect.dataset.base import DataError, DataSource, ImageMode
 from introspect.dataset.preprocess import Preprocessing
-from introspect.dataset.sources import IMAGE_SUFFIXES, DataError, DataSource, ImageMode, batches, open_source
+from introspect.dataset.sources import IMAGE_SUFFIXES, batches, open_source
 
 if TYPE_CHECKING:
     import torch

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from introspect._lazy import lazy_import
-from introspect.dataset.sources import DataError, DataSource, image_transform
+from introspect.dataset.base import DataError, DataSource, image_transform
 
 if TYPE_CHECKING:
     import torch
