@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from introspect._lazy import lazy_import
-from introspect.dataset.base import DataError, DataSource, ImageMode
+from introspect.dataset.base import DataError, DataSource, image_transform
 from introspect.dataset.preprocess import Preprocessing
 from introspect.dataset.sources import IMAGE_SUFFIXES, batches, open_source
 
@@ -34,12 +34,8 @@ class ImageFiles:
     """Image files as a map-style dataset of ``(pixels in [0, 1], -1)``, converted and resized for the model."""
 
     def __init__(self, paths: Sequence[Path], image_shape: tuple[int, int, int]) -> None:
-        from torchvision import transforms
-
         self.paths = list(paths)
-        channels, height, width = image_shape
-        mode = ImageMode("L" if channels == 1 else "RGB")
-        self.transform = transforms.Compose([mode, transforms.Resize((height, width)), transforms.ToTensor()])
+        self.transform = image_transform(self.paths[0] if self.paths else Path(), image_shape, "image inputs")
 
     def __len__(self) -> int:
         return len(self.paths)
