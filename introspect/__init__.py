@@ -14,6 +14,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "analyze": "introspect.api",
     "AnalysisReport": "introspect.api",
+    "show": "introspect.api",
+    "AnalyzerView": "introspect.api",
     "load_checkpoint": "introspect.loading",
     "LoadOptions": "introspect.loading",
     "save_checkpoint": "introspect.checkpoint",

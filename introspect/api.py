@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from introspect.artifacts import AnalyzerResult
+from introspect.artifacts import AnalyzerResult, Artifact
 from introspect.budget import DEFAULT_MAX_PROBE
 from introspect.errors import PluginError
 from introspect.options import resolve_options
@@ -63,6 +63,34 @@ class AnalysisReport:
                 return result
         raise KeyError(f"no analyzer named {name!r} ran in this analysis")
 
+    def to_html(self, *, max_figures: int | None = None) -> str:
+        """The analysis as one self-contained HTML fragment: header, statuses, figures, captions, tables.
+
+        Figures are embedded as data URIs drawn in memory; nothing is written to disk. At most
+        ``max_figures`` figures are embedded (default :data:`~introspect.report.notebook.MAX_FIGURES`),
+        and the fragment says how many were left out.
+        """
+        from introspect.report import notebook
+
+        return notebook.notebook_html(
+            self.subject,
+            self.specs,
+            self.results,
+            gallery_path=self.index_path,
+            plugin_problems=self.plugin_problems,
+            max_figures=notebook.MAX_FIGURES if max_figures is None else max_figures,
+        )
+
+    def _repr_html_(self) -> str:
+        """What Jupyter shows for a report: :meth:`to_html`."""
+        return self.to_html()
+
+    def __repr__(self) -> str:
+        # Short, because Jupyter computes the text form too, and the subject holds tensors.
+        counts = [result.status for result in self.results]
+        statuses = ", ".join(f"{counts.count(status)} {status}" for status in ("ok", "skipped", "failed"))
+        return f"<AnalysisReport of {len(self.results)} analyzers: {statuses}>"
+
 
 def list_analyzers(*, load_plugins: bool | None = None) -> list[AnalyzerSpec]:
     """Every registered analyzer: the built-ins, then plugins (unless disabled)."""
@@ -96,7 +124,8 @@ def analyze(
         labels: optional labels for ``inputs``.
         analyzers: ``"all"`` or analyzer names.
         exclude: analyzer names to leave out.
-        out_dir: write a gallery here; ``None`` writes nothing and only returns results.
+        out_dir: write a gallery here; ``None`` writes nothing to disk and only returns results
+            (a notebook displays them inline: :meth:`AnalysisReport.to_html`).
         force: replace an existing ``out_dir`` if it is an earlier introspect gallery.
         task: describes the inputs when ``target`` is a module (guessed otherwise).
         registry: the analyzers to choose from (default: built-ins and plugins).
@@ -111,7 +140,8 @@ def analyze(
             :class:`~introspect.dataset.plan.DatasetPlan`.
         data_options: how to read ``data``: ``data_dir``, ``labels``, ``limit``, ``batch_size``,
             ``workers``, ``executor``, ``resume``, ``record_dir`` (see :func:`~introspect.dataset.plan.plan_for`);
-            with ``out_dir`` the pass is recorded beside the gallery unless ``record_dir`` says where.
+            with ``out_dir`` the pass is recorded beside the gallery unless ``record_dir`` says where;
+            without either it is not recorded, and ``resume`` is refused.
         input_files: image files, folders of images, ImageFolder trees or ``.npy``/``.pt`` files whose
             inputs replace the probe, with the checkpoint's preprocessing (see :mod:`introspect.inputs`).
         **load_options: fields of :class:`~introspect.loading.LoadOptions` for checkpoint paths.
@@ -142,6 +172,117 @@ def analyze(
         index_path=index_path,
         plugin_problems=tuple(registry.problems),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalyzerView:
+    """One analyzer's outcome, as :func:`show` returns it: displayed inline by Jupyter.
+
+    Attributes:
+        subject: what was analyzed.
+        spec: the analyzer.
+        result: its result: status, reason, artifacts with their figures and numbers.
+    """
+
+    subject: Subject
+    spec: AnalyzerSpec
+    result: AnalyzerResult
+
+    @property
+    def artifacts(self) -> tuple[Artifact, ...]:
+        """The analyzer's figures, animations and tables, each with the numbers behind it (``data``, ``summary``)."""
+        return self.result.artifacts
+
+    @property
+    def status(self) -> str:
+        """``"ok"``, ``"skipped"`` or ``"failed"``; :attr:`reason` says why when not ok."""
+        return self.result.status
+
+    @property
+    def reason(self) -> str:
+        """Why the analyzer was skipped or failed (empty when it ran)."""
+        return self.result.reason
+
+    def artifact(self, name: str) -> Artifact:
+        """The artifact called ``name`` (for example ``"grad-cam"``)."""
+        for artifact in self.result.artifacts:
+            if artifact.name == name:
+                return artifact
+        names = ", ".join(artifact.name for artifact in self.result.artifacts) or "none"
+        raise KeyError(f"{self.spec.name} made no artifact named {name!r} (it made: {names})")
+
+    def to_html(self) -> str:
+        """The result as one self-contained HTML fragment; nothing is written to disk."""
+        from introspect.report.notebook import notebook_html
+
+        return notebook_html(self.subject, (self.spec,), (self.result,))
+
+    def _repr_html_(self) -> str:
+        """What Jupyter shows: :meth:`to_html`."""
+        return self.to_html()
+
+    def __repr__(self) -> str:
+        return f"<AnalyzerView {self.spec.name}: {self.status}, {len(self.artifacts)} artifacts>"
+
+
+def show(
+    target: str | os.PathLike[str] | nn.Module | Subject,
+    inputs: torch.Tensor | str | None = None,
+    analyzer: str | None = None,
+    *,
+    labels: torch.Tensor | None = None,
+    task: Task | None = None,
+    options: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
+    data: Any = None,
+    data_options: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
+    load_options: Mapping[str, Any] | None = None,
+    **analyzer_options: Any,
+) -> AnalyzerView:
+    """Run one analyzer and return its outcome, which a notebook displays inline.
+
+    ``show(model, inputs, "grad_cam", layer="layer4")`` runs exactly what
+    ``analyze(model, inputs, analyzers=["grad_cam"], options={"grad_cam": {"layer": "layer4"}})``
+    runs, with the options checked the same way, and writes nothing. A checkpoint that carries its
+    own probe may leave the inputs out: ``show("lenet5.pt", "grad_cam")``.
+
+    Args:
+        target: a checkpoint file, an ``nn.Module`` (with ``inputs``), or a Subject.
+        inputs: probe inputs when ``target`` is a module; or the analyzer's name when there are none.
+        analyzer: the analyzer's name, as ``introspect list`` prints it.
+        labels: optional labels for ``inputs``.
+        task: describes the inputs when ``target`` is a module (guessed otherwise).
+        options: the analyzer's options as a dict, for an option whose name is one of show's own
+            parameters; merged with ``analyzer_options``.
+        registry, data, data_options, timeout: as for :func:`analyze`.
+        load_options: fields of :class:`~introspect.loading.LoadOptions` for checkpoint paths, and
+            ``load_plugins``.
+        **analyzer_options: the analyzer's keyword options (``layer="layer4"``).
+
+    Raises:
+        PluginError: no analyzer was named, or none is registered under that name.
+        OptionError: an option the analyzer does not take, or a value of the wrong type.
+    """
+    if analyzer is None and isinstance(inputs, str):
+        inputs, analyzer = None, inputs  # show("model.pt", "grad_cam"): the checkpoint brings its probe
+    if not isinstance(analyzer, str) or not analyzer:
+        raise PluginError("show needs the name of one analyzer, for example show(model, inputs, 'grad_cam')")
+    chosen = {**(options or {}), **analyzer_options}
+    report = analyze(
+        target,
+        inputs,
+        labels,
+        analyzers=[analyzer],
+        options={analyzer: chosen} if chosen else None,
+        task=task,
+        registry=registry,
+        data=data,
+        data_options=data_options,
+        timeout=timeout,
+        **dict(load_options or {}),
+    )
+    return AnalyzerView(subject=report.subject, spec=report.specs[0], result=report.results[0])
 
 
 def _selected(registry: Registry, analyzers: Sequence[str] | str, exclude: Iterable[str]) -> list[AnalyzerSpec]:
@@ -178,6 +319,11 @@ def _with_record_dir(data_options: Mapping[str, Any], out_dir: str | os.PathLike
     chosen = dict(data_options)
     if out_dir is not None and chosen.get("record_dir") is None:
         chosen["record_dir"] = default_record_dir(out_dir)
+    if chosen.get("resume") and chosen.get("record_dir") is None:
+        from introspect.dataset.base import DataError
+
+        # Without a gallery nothing is written, so there is no record to resume from.
+        raise DataError("resume needs out_dir or data_options['record_dir'], where the dataset pass is recorded")
     return chosen
 
 

@@ -64,17 +64,21 @@ def recording(
         copy = copied is None or name in copied
 
         def hook(module: nn.Module, inputs: tuple, output: object) -> None:
-            if isinstance(output, torch.Tensor):
-                value = output.detach()
-                if to_cpu and value.device.type != "cpu":
-                    outputs[name] = value.cpu()
-                elif copy or _must_copy(value, output, inputs):
-                    outputs[name] = value.clone()
-                else:
-                    outputs[name] = value
-                    outputs.versions[name] = value._version
-                    return
-                outputs.versions.pop(name, None)
+            tensor = first_tensor(output)
+            if tensor is None:
+                return
+            if tensor is not output:
+                outputs.tuple_shapes[name] = structure_text(output)
+            value = batch_first(module, tensor.detach())
+            if to_cpu and value.device.type != "cpu":
+                outputs[name] = value.cpu()
+            elif copy or _must_copy(value, tensor, inputs):
+                outputs[name] = value.clone()
+            else:
+                outputs[name] = value
+                outputs.versions[name] = value._version
+                return
+            outputs.versions.pop(name, None)
 
         return hook
 
@@ -87,11 +91,63 @@ def recording(
 
 
 class RecordedOutputs(dict):
-    """Layer name → recorded output; ``versions`` holds the version counter of each output kept uncopied."""
+    """Layer name → recorded output.
+
+    Attributes:
+        versions: the version counter of each output kept uncopied.
+        tuple_shapes: the layers whose output is a tuple (``nn.LSTM``'s ``(output, (h_n, c_n))``, an
+            attention block's ``(output, weights)``), recorded by its first tensor, each with the
+            tuple's shapes as text (:func:`structure_text`), for captions that say so.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.versions: dict[str, int] = {}
+        self.tuple_shapes: dict[str, str] = {}
+
+
+def first_tensor(output: object) -> torch.Tensor | None:
+    """``output`` itself when it is a tensor, else the first tensor in a (nested) tuple or list; or ``None``."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output:
+        return first_tensor(output[0])
+    return None
+
+
+def structure_text(output: object) -> str:
+    """The shapes in a (nested) tuple of tensors as text, e.g. ``(16x12x6, (1x16x6, 1x16x6))``."""
+    if isinstance(output, torch.Tensor):
+        return "x".join(map(str, output.shape)) or "scalar"
+    if isinstance(output, (tuple, list)):
+        return "(" + ", ".join(structure_text(item) for item in output) + ")"
+    return type(output).__name__
+
+
+def is_recurrent(module: nn.Module) -> bool:
+    """Whether ``module`` is one of torch's recurrent layers (RNN, LSTM, GRU), whose outputs run over time."""
+    return isinstance(module, torch.nn.RNNBase)
+
+
+def units_last(module: nn.Module) -> bool:
+    """Whether ``module``'s units (features) are the last dimension of its output, not dimension 1.
+
+    Recurrent, dense, normalizing-over-features and embedding layers act on the last dimension,
+    so a 3-D output of theirs is (N, T, units); a convolution's or a BatchNorm's is (N, units, L).
+    """
+    kinds = (torch.nn.RNNBase, torch.nn.Linear, torch.nn.LayerNorm, torch.nn.Embedding, torch.nn.MultiheadAttention)
+    return isinstance(module, kinds)
+
+
+def batch_first(module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+    """A recurrent layer's batched (T, N, H) sequence output as (N, T, H); any other output as it is.
+
+    Layers built with ``batch_first=False`` (the default) put time first; every figure and count
+    reads dimension 0 as the batch, so their outputs are recorded batch first.
+    """
+    if is_recurrent(module) and not module.batch_first and output.dim() == 3:
+        return output.transpose(0, 1)
+    return output
 
 
 #: Per model, the layers whose outputs were seen modified in place after their hook: copied from then on.
@@ -130,8 +186,11 @@ def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 def capture_activations(
     model: nn.Module, inputs: torch.Tensor, layers: Iterable[str] | None = None
-) -> dict[str, torch.Tensor]:
+) -> RecordedOutputs:
     """Run ``model`` on ``inputs`` in eval mode and return each layer's output (on the CPU).
+
+    A layer whose output is a tuple is recorded by its first tensor, and named with the tuple's
+    shapes in ``tuple_shapes`` of the result; a recurrent layer's sequence output is batch first.
 
     Args:
         model: any module; it is left in the mode it was in, with no hooks added.
@@ -139,7 +198,7 @@ def capture_activations(
         layers: qualified layer names; default every leaf layer.
 
     Returns:
-        Layer name → detached output tensor, in the order the layers ran.
+        Layer name → detached output tensor, in the order the layers ran (a dict).
     """
     # Copying every output costs a memory pass per layer. A tensor's version counter moves with every
     # in-place operation, so outputs are kept uncopied and checked after the forward; when some were
@@ -154,4 +213,5 @@ def capture_activations(
             known = _MODIFIED_LAYERS[model] = frozenset(known | modified)
             with recording(model, layers, copied=known) as outputs:
                 model(inputs)
-    return dict(outputs)
+    outputs.versions.clear()  # only meaningful while the forward ran
+    return outputs

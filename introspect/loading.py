@@ -27,6 +27,7 @@ from introspect.probes import (
     read_probe,
     synthetic_probe,
 )
+from introspect.readers.exported import accept_any_batch_size
 from introspect.subject import Subject, parameters_of, weights_from_state_dict
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ def load_checkpoint(path: str | os.PathLike[str], options: LoadOptions | None = 
     path = Path(path)
     kind = sniff_format(path)
     parts = read_parts(path, kind, options)
+    if parts.metadata.get("format") == "torch.export" and parts.model is not None:
+        accept_any_batch_size(parts.model)  # before the probe check, which runs one input
     if options.arch and (kind in ("torch-zip", "torch-legacy")) and parts.model is None:
         rebuild_with_arch(parts, options, str(path))
     if parts.model is not None:

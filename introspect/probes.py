@@ -63,16 +63,27 @@ def _cut_probe(parts: Parts, budget: Budget) -> None:
 
 
 def _input_shape(parts: Parts, options: LoadOptions, path: Path) -> tuple[tuple[int, ...] | None, str]:
-    """The shape of one input and where it came from (for messages): probe, option, task or a guess."""
+    """The shape of one input and where it came from (for messages): probe, option, task, model or a guess.
+
+    A guessed shape is also recorded as ``parts.metadata["input_shape_guess"]``, one sentence that
+    failure messages repeat, since a wrong guess is the likeliest cause of an analyzer failing.
+    """
     if parts.probe_inputs is not None:
         return tuple(parts.probe_inputs.shape[1:]), "the probe"
     if options.input_shape:
         return validate.shape_or_none(options.input_shape, "--input-shape"), "--input-shape"
     if parts.task.input_shape:
         return parts.task.input_shape, f"{path}: task.input_shape"
+    declared = declared_input_shape(parts.model) if parts.model is not None else None
+    if declared is not None:
+        return declared[0], f"{path}: {declared[1]}"
     if parts.model is not None and token_vocabulary(parts.model) is not None:
         return (SEQUENCE_LENGTH,), f"{path}: the sequence length of a random text probe"
-    return guess_input_shape(parts.state_dict), f"{path}: the input shape guessed from the first weight"
+    guess = input_shape_guess(parts.state_dict, parts.model)
+    if guess is None:
+        return None, f"{path}: no weight to guess the input shape from"
+    parts.metadata["input_shape_guess"] = guess.sentence
+    return guess.shape, f"{path}: the input shape guessed from {guess.weight}"
 
 
 def synthetic_probe(input_shape: Sequence[int], field: str, budget: Budget, seed: int = 0) -> torch.Tensor:
@@ -144,18 +155,150 @@ def _check_probe_fits(model: nn.Module, inputs: torch.Tensor, source: Any) -> No
         model.train(was_training)
 
 
-def guess_input_shape(state_dict: Mapping[str, torch.Tensor]) -> tuple[int, ...] | None:
-    """The input shape implied by the first weight: (in,) for dense, (C, 32|28, same) for conv."""
-    for name, tensor in state_dict.items():
-        if not name.endswith("weight") or not isinstance(tensor, torch.Tensor):
-            continue
-        if tensor.numel() == 0:
-            return None  # an empty weight implies no usable input shape
-        if tensor.dim() == 2:
-            return (int(tensor.shape[1]),)
-        if tensor.dim() == 4:
-            channels = int(tensor.shape[1])
-            side = 28 if channels == 1 else 32
-            return (channels, side, side)
-        return None
+def declared_input_shape(model: nn.Module) -> tuple[tuple[int, ...], str] | None:
+    """The input shape a built model declares, and where it says so; ``None`` when it declares none.
+
+    timm models carry ``pretrained_cfg["input_size"]``; torchvision's VisionTransformer keeps its
+    ``image_size`` (it refuses any other); a transformers vision model has ``config.image_size``.
+    """
+    pretrained = getattr(model, "pretrained_cfg", None)
+    if isinstance(pretrained, Mapping) and _is_sizes(pretrained.get("input_size"), 3):
+        return tuple(int(size) for size in pretrained["input_size"]), "the model's pretrained_cfg['input_size']"
+    for owner, where in ((model, "the model's image_size"), (getattr(model, "config", None), "config.image_size")):
+        side = getattr(owner, "image_size", None)
+        height_width = (side, side) if _is_sizes(side, None) else tuple(side) if _is_sizes(side, 2) else None
+        if height_width is not None:
+            channels = getattr(owner, "num_channels", None)
+            channels = channels if _is_sizes(channels, None) else _first_conv_channels(model)
+            return (int(channels), *(int(size) for size in height_width)), where
     return None
+
+
+def _is_sizes(value: object, length: int | None) -> bool:
+    """Whether ``value`` is a positive int (``length`` None) or a sequence of ``length`` positive ints."""
+    if length is None:
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == length
+        and all(_is_sizes(item, None) for item in value)
+    )
+
+
+def _first_conv_channels(model: nn.Module) -> int:
+    """The input channels of the model's first 2-D convolution (an image model's patch embedding); else 3."""
+    first = next((module for module in model.modules() if isinstance(module, torch.nn.Conv2d)), None)
+    return int(first.in_channels) if first is not None else 3
+
+
+#: Positions of a random Conv1d probe when nothing declares a length (at least a few kernel widths).
+SIGNAL_LENGTH = 64
+#: Which weight names the input when several could: a network's input layer is an embedding (token
+#: ids), a convolution or a recurrent layer far more often than a dense layer, which is mostly a head.
+_KIND_PRIORITY = ("embedding", "conv2d", "conv1d", "recurrent", "dense")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapeGuess:
+    """An input shape read off one weight, and why.
+
+    Attributes:
+        shape: one input's shape, without the batch.
+        weight: the name of the weight it came from (``lstm.weight_ih_l0``).
+        reason: what the weight says and what was assumed, as a phrase.
+    """
+
+    shape: tuple[int, ...]
+    weight: str
+    reason: str
+
+    @property
+    def sentence(self) -> str:
+        """The guess as a sentence for captions and failure messages."""
+        return f"the input shape {list(self.shape)} was guessed from {self.weight} ({self.reason})"
+
+
+def guess_input_shape(
+    state_dict: Mapping[str, torch.Tensor], model: nn.Module | None = None
+) -> tuple[int, ...] | None:
+    """The input shape implied by the weights (see :func:`input_shape_guess`), or ``None``."""
+    guess = input_shape_guess(state_dict, model)
+    return guess.shape if guess is not None else None
+
+
+def input_shape_guess(state_dict: Mapping[str, torch.Tensor], model: nn.Module | None = None) -> ShapeGuess | None:
+    """The input shape the input layer's weight implies, whatever order the weights come in.
+
+    Each weight is classed (by its module's type when ``model`` is given, else by its name and
+    rank) as an embedding, a 2-D or 1-D convolution, a recurrent layer's ``weight_ih_l0`` or a
+    dense weight; the first of the most input-like kind decides (see ``_KIND_PRIORITY``), so a
+    classifier whose head is defined before its LSTM is still guessed from the LSTM. Shapes:
+    dense (in,); Conv2d (C, 28, 28) for one channel, else (C, 32, 32); Conv1d (C, 64 or more);
+    recurrent (16, input_size), batch first; embedding (16,) token ids.
+    """
+    candidates = _candidates(_weight_kinds(model)) if model is not None else []
+    if not candidates:  # no module the guesser knows (custom parameters): names and ranks are all there is
+        candidates = _candidates(_named_kinds(state_dict))
+    if not candidates:
+        return None
+    name, kind, tensor = min(candidates, key=lambda item: _KIND_PRIORITY.index(item[1]))
+    if tensor.numel() == 0:
+        return None  # an empty weight implies no usable input shape
+    return _guess_from(name, kind, tensor)
+
+
+def _candidates(kinds: dict[str, tuple[str, torch.Tensor]]) -> list[tuple[str, str, torch.Tensor]]:
+    return [(name, kind, tensor) for name, (kind, tensor) in kinds.items() if kind in _KIND_PRIORITY]
+
+
+def _guess_from(name: str, kind: str, tensor: torch.Tensor) -> ShapeGuess:
+    size = int(tensor.shape[1]) if tensor.dim() > 1 else 0
+    if kind == "embedding":
+        reason = f"an embedding of {int(tensor.shape[0]):,} tokens; sequences of {SEQUENCE_LENGTH} token ids assumed"
+        return ShapeGuess((SEQUENCE_LENGTH,), name, reason)
+    if kind == "recurrent":
+        reason = f"a recurrent layer's input size {size}; {SEQUENCE_LENGTH} time steps, batch first, assumed"
+        return ShapeGuess((SEQUENCE_LENGTH, size), name, reason)
+    if kind == "conv1d":
+        length = max(SIGNAL_LENGTH, 4 * int(tensor.shape[2]))
+        return ShapeGuess((size, length), name, f"a Conv1d's {size} input channels; a length of {length} assumed")
+    if kind == "conv2d":
+        side = 28 if size == 1 else 32
+        return ShapeGuess((size, side, side), name, f"a Conv2d's {size} input channels; {side}x{side} images assumed")
+    return ShapeGuess((size,), name, f"a dense layer's {size} inputs")
+
+
+def _weight_kinds(model: nn.Module) -> dict[str, tuple[str, torch.Tensor]]:
+    """Each parameter of ``model`` by name, classed by the module that holds it, in definition order."""
+    kinds: dict[str, tuple[str, torch.Tensor]] = {}
+    for module_name, module in model.named_modules():
+        for name, parameter in module.named_parameters(recurse=False):
+            kind = "other"
+            if isinstance(module, torch.nn.Embedding) and name == "weight":
+                kind = "embedding"
+            elif isinstance(module, torch.nn.RNNBase) and name == "weight_ih_l0":
+                kind = "recurrent"
+            elif isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d)) and name == "weight":
+                kind = f"conv{parameter.dim() - 2}d"
+            elif isinstance(module, torch.nn.Linear) and name == "weight":
+                kind = "dense"
+            kinds[f"{module_name}.{name}" if module_name else name] = (kind, parameter.detach())
+    return kinds
+
+
+def _named_kinds(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[str, torch.Tensor]]:
+    """Each weight of a state_dict classed by its name and rank, when no module says what it is."""
+    kinds: dict[str, tuple[str, torch.Tensor]] = {}
+    for name, tensor in state_dict.items():
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        kind = "other"
+        if name.endswith("weight_ih_l0") and tensor.dim() == 2:
+            kind = "recurrent"
+        elif name.endswith("weight") and tensor.dim() == 2:
+            kind = "embedding" if "embed" in name.rpartition(".")[0].lower() else "dense"
+        elif name.endswith("weight") and tensor.dim() in (3, 4):
+            kind = f"conv{tensor.dim() - 2}d"
+        kinds[name] = (kind, tensor)
+    return kinds

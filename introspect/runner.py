@@ -236,9 +236,22 @@ def _run_guarded(
             raise
         return _failed(spec, str(error), start)
     except Exception as error:  # an analyzer may fail in any way; the others still run
-        return _failed(spec, f"{type(error).__name__}: {error}", start)
+        return _failed(spec, with_guess_hint(subject, f"{type(error).__name__}: {error}"), start)
     seconds = time.perf_counter() - start
     return AnalyzerResult(name=spec.name, status="ok", seconds=seconds, artifacts=tuple(artifacts), summary=note)
+
+
+def with_guess_hint(subject: Subject, reason: str) -> str:
+    """``reason``, and when the probe's input shape was guessed, which guess and how to give the right one.
+
+    A random probe of a guessed shape (an LSTM's sequence length, a ViT's image size) is the usual
+    cause of a forward pass failing, so the message says so rather than leave a shape error unexplained.
+    """
+    guess = subject.metadata.get("input_shape_guess")
+    if not guess:
+        return reason
+    hint = f" ({bounded_text(guess, 400)}; if it is wrong, pass --input-shape with the shape of one input)"
+    return bounded_text(reason, MAX_NAME_CHARS - len(hint)) + hint
 
 
 def _failed(spec: AnalyzerSpec, reason: str, start: float) -> AnalyzerResult:

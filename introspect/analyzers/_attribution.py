@@ -383,8 +383,14 @@ def flat_map_counts(maps: np.ndarray) -> tuple[int, int]:
     return int(zero.sum()), int(constant.sum())
 
 
-def flat_map_note(maps: np.ndarray) -> str:
-    """A caption sentence saying which maps are all zero or constant, so show nothing; "" when none is."""
+def flat_map_note(maps: np.ndarray, model: nn.Module | None = None) -> str:
+    """A caption sentence saying which maps are all zero or constant, so show nothing; "" when none is.
+
+    Args:
+        maps: the attribution maps, (N, ...).
+        model: when given and some map is all zero, its layers whose weights are all zero are
+            named as the reason (a zero-initialized head, as torchvision's ViT has before training).
+    """
     num_zero, num_constant = flat_map_counts(maps)
     total = len(maps)
 
@@ -397,4 +403,31 @@ def flat_map_note(maps: np.ndarray) -> str:
     parts += [f"{count(num_constant)} constant (one value everywhere)"] if num_constant else []
     if not parts:
         return ""
-    return f" Warning: {' and '.join(parts)}, so they show nothing about where the evidence lies."
+    reason = zero_weight_reason(model) if num_zero and model is not None else ""
+    return f" Warning: {' and '.join(parts)}, so they show nothing about where the evidence lies{reason}."
+
+
+def zero_weight_reason(model: nn.Module) -> str:
+    """Why gradients vanish when a layer's weights are all zero, as a clause; "" when none is.
+
+    A layer with all-zero weights passes no gradient back, so every gradient-based map is zero:
+    the sign of an untrained model whose head was zero-initialized (torchvision's ViT does this).
+    """
+    weighted = [
+        (name, module.weight)
+        for name, module in leaf_layers(model)
+        if isinstance(getattr(module, "weight", None), torch.Tensor) and module.weight.dim() >= 2
+    ]
+    zero = [name for name, weight in weighted if weight.numel() and not bool(weight.detach().any())]
+    if not zero:
+        return ""
+    if zero == [weighted[-1][0]]:
+        return (
+            f": every weight of {short_label(zero[0])}, the final layer, is zero (a zero-initialized final layer, "
+            "as torchvision's ViT has before training: the model is untrained), so no gradient reaches the input"
+        )
+    shown = ", ".join(short_label(name) for name in zero[:3]) + (f" and {len(zero) - 3} more" if len(zero) > 3 else "")
+    return (
+        f": every weight of {shown} is zero (zero-initialized: the model is untrained), so no gradient reaches "
+        "the input"
+    )

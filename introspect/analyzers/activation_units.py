@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from introspect._lazy import lazy_import
+from introspect.analyzers._sequences import recurrent_kinds, units_on_dim1
 from introspect.analyzers._shared import (
     activation_layers,
     curve_layers,
@@ -17,7 +18,12 @@ from introspect.analyzers._shared import (
     scalar_domain,
 )
 from introspect.artifacts import MAX_TABLE_ROWS, Artifact
-from introspect.capture import capture_activations, check_hookable, evaluation_mode
+from introspect.capture import (
+    capture_activations,
+    check_hookable,
+    evaluation_mode,
+    first_tensor,
+)
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
 from introspect.plotting import bounded_text, new_figure, panel_grid, short_label
@@ -124,8 +130,9 @@ def measure_layers(
 
     def hook_for(name: str):  # noqa: ANN202 - a closure per layer name
         def hook(module: nn.Module, args: tuple, output: object) -> None:
-            if isinstance(output, torch.Tensor):
-                results[name] = measure(name, output)
+            tensor = first_tensor(output)  # nn.LSTM's (output, (h_n, c_n)) is measured by its output
+            if tensor is not None:
+                results[name] = measure(name, units_on_dim1(module, tensor))
                 calls[name] = calls.get(name, 0) + 1
 
         return hook
@@ -157,8 +164,10 @@ def activation_health(
     every probe input and position: it passes no signal and gets no gradient. A sigmoid, tanh
     or hardtanh unit is saturated when (by default) at least 90% of its values lie within 0.01
     of a bound, where its gradient vanishes. Histograms (log counts) show each layer's spread.
+    An LSTM, GRU or tanh RNN layer is measured like a tanh, by its output at every time step.
     """
-    kinds = activation_layers(subject.model)
+    recurrent = recurrent_kinds(subject.model)
+    kinds = {**activation_layers(subject.model), **recurrent}
     fallback = not kinds
     if fallback:
         kinds = {name: ("other", None) for name in interesting_layers(subject.model)}
@@ -177,6 +186,13 @@ def activation_health(
     modules = dict(subject.model.named_modules())
     types = {name: type(modules[name]).__name__ for name in health}
     artifacts = [_fractions_artifact(health, types, fallback, [name for name, count in calls.items() if count > 1])]
+    if any(name in health for name in recurrent):
+        note = (
+            " Recurrent layers (RNN, LSTM, GRU) return tuples and are measured by their first tensor, the output at "
+            "every time step, each hidden unit counting as one unit; their values lie in (-1, 1) unless they use "
+            "ReLU or a projection."
+        )
+        artifacts[0] = dataclasses.replace(artifacts[0], caption=artifacts[0].caption + note)
     shown = evenly_spaced(list(health), max_layers)
     histograms = {name: _histogram(health[name], kinds[name][1], bins) for name in shown}
     for start in range(0, len(shown), LAYERS_PER_PAGE):

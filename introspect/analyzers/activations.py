@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from introspect._lazy import lazy_import
+from introspect.analyzers._sequences import units_last_layouts
 from introspect.analyzers._shared import evenly_spaced, interesting_layers
 from introspect.artifacts import MAX_TABLE_ROWS, Artifact
-from introspect.capture import capture_activations
+from introspect.capture import capture_activations, is_recurrent
+from introspect.colours import diverging_colormap
 from introspect.needs import Needs
 from introspect.plotting import bounded_text, new_figure, short_label
 from introspect.spec import analyzer
@@ -59,7 +61,10 @@ def activations(subject: Subject, /, *, max_layers: int = MAX_LAYER_FIGURES) -> 
     outputs = capture_activations(subject.model, inputs, layers)
     shown = _drawn_layers([name for name in layers if name in outputs], outputs, max_layers)
     left_out = len(outputs) - len(shown)
-    artifacts = [_layer_artifact(name, outputs[name]) for name in shown]
+    modules = dict(subject.model.named_modules())
+    layouts = units_last_layouts(outputs, modules)
+    artifacts = [_layer_artifact(name, outputs[name], modules[name], layouts.get(name, False)) for name in shown]
+    artifacts = [_with_tuple_note(artifact, modules, outputs.tuple_shapes) for artifact in artifacts]
     if left_out and artifacts:
         first = artifacts[0]
         note = f" {left_out} of {len(outputs)} layers are not drawn (evenly spaced); the table has their numbers."
@@ -71,6 +76,22 @@ def activations(subject: Subject, /, *, max_layers: int = MAX_LAYER_FIGURES) -> 
     if left_out and artifacts:
         artifacts.append(_statistics_table(outputs, set(shown)))
     return artifacts
+
+
+def _with_tuple_note(artifact: Artifact, modules: dict[str, torch.nn.Module], tuple_shapes: dict[str, str]) -> Artifact:
+    """Say in the caption when a layer's output is a tuple shown by its first tensor (nn.LSTM's output)."""
+    shapes = tuple_shapes.get(artifact.layer)
+    if shapes is None:
+        return artifact
+    module = modules[artifact.layer]
+    note = f" {type(module).__name__} returns a tuple of shapes {shapes}; it is shown by its first tensor"
+    if is_recurrent(module):
+        state = "(h_n, c_n)" if isinstance(module, torch.nn.LSTM) else "h_n"
+        note += f", the output at every time step ({state}: the state after the last step)"
+        if not module.batch_first:
+            note += ", read batch first (the layer puts time first)"
+    summary = {**artifact.summary, "tuple_output": shapes}
+    return dataclasses.replace(artifact, caption=artifact.caption + note + ".", summary=summary)
 
 
 def _drawn_layers(names: list[str], outputs: dict[str, torch.Tensor], max_layers: int) -> list[str]:
@@ -115,11 +136,13 @@ def _statistics_table(outputs: dict[str, torch.Tensor], drawn: set[str]) -> Arti
     return Artifact(name="all-layers", caption=caption, table=table, summary={"num_layers": len(outputs)})
 
 
-def _layer_artifact(name: str, output: torch.Tensor) -> Artifact:
+def _layer_artifact(name: str, output: torch.Tensor, module: torch.nn.Module, units_are_last: bool) -> Artifact:
     stats = layer_statistics(output)
     if output.dim() == 2:
         figure, caption = _dense_stems(name, output)
-    elif output.dim() >= 3:
+    elif output.dim() == 3:
+        figure, caption = _sequence_figure(name, output, module, units_are_last)
+    elif output.dim() >= 4:
         figure, caption = _channel_summary(name, output)
     else:
         figure, caption = _dense_stems(name, output.reshape(output.shape[0], -1))
@@ -162,5 +185,51 @@ def _channel_summary(name: str, output: torch.Tensor) -> tuple:
     axes.set_title(f"{short_label(name)}: per-channel outputs {tuple(output.shape[1:])}", fontsize=10)
     caption = (
         f"Mean output of each of the {len(means)} channels of {name} over the probe batch, with the range of values."
+    )
+    return figure, caption
+
+
+def _sequence_figure(name: str, output: torch.Tensor, module: torch.nn.Module, units_are_last: bool) -> tuple:
+    """A 3-D output over its positions: a unit x position heatmap for probe input 0, and each unit's range.
+
+    ``output`` is (N, T, units) when ``units_are_last`` (an LSTM, a dense layer on tokens), else
+    (N, units, L) (a Conv1d); either way the heatmap has units as rows and positions as columns.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    values = (output.transpose(1, 2) if units_are_last else output).double()
+    num_units, num_positions = values.shape[1], values.shape[2]
+    unit_word = "unit" if units_are_last else "channel"
+    position_word = "time step" if is_recurrent(module) else "position"
+    figure = new_figure(8, 5.2)
+    heat_axes, range_axes = figure.subplots(2, 1, height_ratios=[3, 2])
+    first = values[0].numpy()
+    limit = float(max(np.abs(first).max(), 1e-12))
+    image = heat_axes.imshow(
+        first, aspect="auto", interpolation="nearest", cmap=diverging_colormap(), vmin=-limit, vmax=limit
+    )
+    heat_axes.set_xlabel(position_word)
+    heat_axes.set_ylabel(unit_word)
+    heat_axes.set_title(
+        f"{short_label(name)}: probe input 0, {num_units} {unit_word}s x {num_positions} {position_word}s", fontsize=10
+    )
+    figure.colorbar(image, ax=heat_axes, label="output")
+    per_unit = values.transpose(0, 1).reshape(num_units, -1)
+    edges = np.arange(num_units + 1) - 0.5  # one full-width step per unit, the first and last too
+    lows, highs = per_unit.amin(dim=1).numpy(), per_unit.amax(dim=1).numpy()
+    range_axes.stairs(highs, edges, baseline=lows, fill=True, alpha=0.25, label="min-max")
+    range_axes.stairs(per_unit.mean(dim=1).numpy(), edges, baseline=None, linewidth=1.5, label="mean")
+    range_axes.set_xlabel(unit_word)
+    range_axes.set_ylabel("output")
+    range_axes.set_xlim(-0.5, num_units - 0.5)
+    pad = 0.05 * max(float(highs.max() - lows.min()), 1e-12)
+    range_axes.set_ylim(float(lows.min()) - pad, float(highs.max()) + pad)  # stairs leave their baseline out
+    range_axes.legend(fontsize=7)
+    for axis in (heat_axes.xaxis, heat_axes.yaxis, range_axes.xaxis):
+        axis.set_major_locator(MaxNLocator(integer=True))  # units and positions are whole numbers
+    caption = (
+        f"Outputs of {name} ({type(module).__name__}) over {num_positions} {position_word}s: above, each of its "
+        f"{num_units} {unit_word}s at each {position_word} for probe input 0; below, each {unit_word}'s mean "
+        f"over the probe batch and every {position_word}, with the range of values."
     )
     return figure, caption

@@ -29,6 +29,7 @@ from introspect.analyzers._attribution import (
     strip_figure,
     tiles_for,
 )
+from introspect.analyzers._sequences import sequence_layout, sequence_maps_figure
 from introspect.analyzers._shared import display_images
 from introspect.artifacts import Artifact
 from introspect.needs import Needs
@@ -144,22 +145,27 @@ def _method_artifact(
     if method == "smoothgrad":
         summary["nt_samples"] = options["nt_samples"]
     data = {"attributions": values.numpy(), "indices": probe.indices, "targets": probe.target_array()}
+    layout = None if subject.task.is_image else sequence_layout(subject.model, tuple(values.shape[1:]))
     if subject.task.is_image:
         maps = channel_maps(values, subject.task.image_shape)
         images = display_images(subject, probe.inputs)
         figure = strip_figure(tiles_for(images, maps, SIGNED[method]), probe.titles, f"{title}: {how}")
         data["maps"] = maps
+    elif layout is not None:
+        figure = sequence_maps_figure(values.numpy(), layout, probe.titles, f"{title}: {how}", SIGNED[method])
     else:
         figure = _feature_heatmap(values.reshape(len(values), -1).numpy(), probe.titles, title, SIGNED[method])
     caption = (
         f"{title} ({how}) for {len(probe.indices)} probe inputs{probe.note}; each map is scaled to its own maximum."
     )
+    if layout is not None:
+        caption += f" One panel per input: its {layout.row_word}s (rows) at each {layout.column_word}."
     if method == "guided_backprop" and isinstance(subject.model, torch.jit.ScriptModule):
         caption += " TorchScript modules run no Python hooks, so Guided Backprop equals the plain gradient here."
     elif method == "guided_backprop" and not _has_relu_modules(subject.model):
         caption += " The model has no nn.ReLU modules, so Guided Backprop equals the plain gradient here."
-    # A zero-initialized head, or a score that ignores the input, leaves nothing to show: say so.
-    caption += flat_map_note(values.reshape(len(values), -1).numpy())
+    # A zero-initialized head, or a score that ignores the input, leaves nothing to show: say so, and why.
+    caption += flat_map_note(values.reshape(len(values), -1).numpy(), subject.model)
     summary["num_zero_maps"], summary["num_constant_maps"] = flat_map_counts(values.reshape(len(values), -1).numpy())
     return Artifact(name=method.replace("_", "-"), caption=caption, figure=figure, data=data, summary=summary)
 

@@ -211,14 +211,43 @@ def recording_calls(model: nn.Module) -> Iterator[list[tuple[str, nn.Module, Any
             handle.remove()
 
 
-def output_description(output: Any) -> tuple[str, int]:
-    """``"[-1, 64, 16, 16]"``-style shape text (batch as -1) and the number of values per sample."""
-    if isinstance(output, torch.Tensor):
-        shape = [-1, *output.shape[1:]] if output.dim() else []
-        return str(shape), math.prod(output.shape[1:]) if output.dim() else 1
+def output_description(output: Any, module: nn.Module | None = None) -> tuple[str, int]:
+    """``"[-1, 64, 16, 16]"``-style shape text (the batch as -1) and the number of values per sample.
+
+    The batch is dimension 0, except in a recurrent layer's outputs: its sequence output is
+    (T, N, H) unless ``batch_first``, and its final states ``h_n`` (and an LSTM's ``c_n``) are
+    always (num_layers x directions, N, H), shown as ``[1, -1, 6]``. A nested tuple is shown in
+    parentheses, e.g. an LSTM's ``[-1, 12, 6], ([1, -1, 6], [1, -1, 6])``.
+    """
+    axes = _recurrent_batch_axes(module, output) if isinstance(module, torch.nn.RNNBase) else None
     if isinstance(output, (tuple, list)):
-        parts = [output_description(item) for item in output]
+        parts = [_described(item, 0 if axes is None else axes[index]) for index, item in enumerate(output)]
         return ", ".join(text for text, _ in parts), sum(count for _, count in parts)
+    return _described(output, 0)
+
+
+def _recurrent_batch_axes(module: nn.Module, output: Any) -> tuple[int | None, int | None] | None:
+    """Where the batch is in a recurrent layer's (sequence, state): None for an unbatched call."""
+    if not isinstance(output, tuple) or len(output) != 2 or not isinstance(output[0], torch.Tensor):
+        return None
+    if output[0].dim() != 3:
+        return None, None  # an unbatched (T, H) call has no batch dimension anywhere
+    return (0 if module.batch_first else 1), 1
+
+
+def _described(output: Any, batch_axis: int | None) -> tuple[str, int]:
+    """Shape text with dimension ``batch_axis`` as -1 (none when ``None``), and the values per sample."""
+    if isinstance(output, torch.Tensor):
+        if not output.dim():
+            return "[]", 1
+        shape = list(output.shape)
+        if batch_axis is not None and batch_axis < len(shape):
+            shape[batch_axis] = -1
+        per_sample = math.prod(size for size in shape if size != -1) if batch_axis is not None else output.numel()
+        return str(shape), per_sample
+    if isinstance(output, (tuple, list)):
+        parts = [_described(item, batch_axis) for item in output]
+        return "(" + ", ".join(text for text, _ in parts) + ")", sum(count for _, count in parts)
     return "-", 0
 
 
@@ -230,7 +259,7 @@ def layer_rows(calls: list[tuple[str, nn.Module, Any]]) -> tuple[list[dict], int
     rows, seen, values = [], {}, 0
     for name, module, output in calls:
         seen[name] = seen.get(name, 0) + 1
-        shape, count = output_description(output)
+        shape, count = output_description(output, module)
         values += count
         first = seen[name] == 1
         own = list(module.parameters(recurse=False)) if first else []
@@ -282,7 +311,8 @@ def model_summary(subject: Subject, /, *, batch_size: int = 2, max_rows: int = M
     """A layer table like torchsummary: output shapes, trainable and frozen parameter counts, sizes.
 
     One row per layer call, in the order the forward pass runs them (a layer used twice
-    appears twice, its parameters counted once). Output shapes show the batch as -1. The
+    appears twice, its parameters counted once). Output shapes show the batch as -1, where the
+    layer puts it (a recurrent layer's final states have it second). The
     size estimate is for one input: input, layer outputs doubled for their gradients, and
     parameters, in MB.
     """
@@ -299,6 +329,14 @@ def model_summary(subject: Subject, /, *, batch_size: int = 2, max_rows: int = M
     )
     if counted != totals["total_params"]:
         caption += f" {totals['total_params'] - counted:,} parameters belong to modules the forward pass did not call."
+    if any(isinstance(module, torch.nn.RNNBase) for _, module, _ in calls):
+        caption += (
+            " A recurrent layer's row shows its output, then its final states (h_n, c_n for an LSTM) in "
+            "parentheses, (num_layers x directions, batch, hidden): -1 marks the batch wherever it is."
+        )
+    guess = subject.metadata.get("input_shape_guess")
+    if guess:
+        caption += f" Note: {guess}; if it is wrong, pass --input-shape."
     if len(rows) > max_rows:
         caption += f" Only the first {max_rows} of {len(rows)} rows are listed."
     table_rows = [

@@ -6,13 +6,17 @@ inputs fall back to full unpickling, symbolic shapes through ``sympy.sympify`` (
 guard code through ``exec``. Here every part is read by introspect itself: raw weights from
 their bytes, sample inputs through the safe torch reader, and the graph is only deserialized
 when it holds nothing but ops from :data:`ALLOWED_OPS` and no symbolic or guard code.
+
+An exported program is specialized to the shapes of its example inputs, its batch size
+included; :func:`accept_any_batch_size` lets the module it yields take any batch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -245,3 +249,81 @@ def _deserialize(archive: Archive, graph: Any, state_dict: dict, constants: dict
         raise CheckpointError(
             f"{archive.path}: the exported program cannot be rebuilt ({type(error).__name__}: {str(error)[:160]})"
         ) from None
+
+
+def accept_any_batch_size(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Let an exported module take batches of any size and be put in eval mode; changes ``module`` in place.
+
+    A program exported with a static batch size refuses any other (``Guard failed: x.size()[0] == 4``),
+    yet analyzers cut the probe and re-batch it. Each call is split into chunks of the exported
+    size, the last one padded with copies of its last row, and the padding rows are dropped from
+    the output: in an inference graph rows do not interact, so the kept rows are what the model
+    gives for them alone. Deep copies (taken by analyzers that randomize weights) keep this.
+    """
+    # torch.export's modules refuse train() and eval(): the graph was fixed at export time and
+    # ignores the flags. Analyzers set eval mode and restore the flags after; here they are only
+    # bookkeeping, so nn.Module's own methods are put back.
+    for name in ("train", "eval"):
+        module.__dict__.pop(name, None)
+    batch_size = exported_batch_size(module)
+    if batch_size is None or "forward" in module.__dict__:  # batch size not fixed, or already done
+        return module
+    module.forward = functools.partial(_forward_in_batches, module.forward, batch_size)
+    if not hasattr(module, "_guards_fn"):
+        # Without the guard submodule torch checks shapes in a pre-hook on the whole call, before it is split;
+        # every chunk then goes in at the exported shape.
+        module.validate_inputs = False
+    register = getattr(module, "_register_deepcopy_hook", None)
+    if register is not None and accept_any_batch_size not in getattr(module, "_deepcopy_hooks", ()):
+        register(accept_any_batch_size)  # GraphModule.__deepcopy__ rebuilds the module from its graph alone
+    return module
+
+
+def exported_batch_size(module: torch.fx.GraphModule) -> int | None:
+    """The batch size a module is fixed to: the first size of its one input, when that is a number, not a symbol."""
+    placeholders = [node for node in module.graph.nodes if node.op == "placeholder"]
+    if len(placeholders) != 1:
+        return None
+    shape = getattr(placeholders[0].meta.get("val"), "shape", None)
+    if not shape or not isinstance(shape[0], int):
+        return None
+    return int(shape[0])
+
+
+def _forward_in_batches(forward: Callable[..., Any], batch_size: int, inputs: Any, *rest: Any, **kwargs: Any) -> Any:
+    """``forward`` on ``inputs`` in chunks of exactly ``batch_size`` rows, the outputs joined without the padding."""
+    if rest or kwargs or not isinstance(inputs, torch.Tensor) or inputs.dim() == 0 or len(inputs) in (0, batch_size):
+        return forward(inputs, *rest, **kwargs)
+    chunks = inputs.split(batch_size)
+    outputs = [forward(_padded(chunk, batch_size)) for chunk in chunks]
+    return _joined(outputs, [len(chunk) for chunk in chunks], batch_size)
+
+
+def _padded(chunk: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``chunk`` with copies of its last row appended up to ``batch_size`` rows (real values, not zeros)."""
+    missing = batch_size - len(chunk)
+    if missing == 0:
+        return chunk
+    return torch.cat([chunk, chunk[-1:].expand(missing, *chunk.shape[1:])])
+
+
+def _joined(outputs: list[Any], counts: list[int], batch_size: int) -> Any:
+    """One output from per-chunk outputs: batch-sized tensors cut to their real rows and concatenated.
+
+    Outputs are taken apart with torch's pytree, which knows the containers an exported program
+    returns (tuples, dicts, and the ModelOutput classes transformers registers); anything that is
+    not a tensor with a batch dimension is taken from the first chunk.
+    """
+    from torch.utils import _pytree as pytree
+
+    flattened = [pytree.tree_flatten(output)[0] for output in outputs]
+    structure = pytree.tree_flatten(outputs[0])[1]
+    leaves = []
+    for position, first in enumerate(flattened[0]):
+        if isinstance(first, torch.Tensor) and first.dim() > 0 and len(first) == batch_size:
+            leaves.append(
+                torch.cat([leaves_of_chunk[position][:count] for leaves_of_chunk, count in zip(flattened, counts)])
+            )
+        else:
+            leaves.append(first)
+    return pytree.tree_unflatten(leaves, structure)

@@ -124,3 +124,56 @@ def test_flat_map_counts_tell_zero_from_constant_from_varying() -> None:
     note = _attribution.flat_map_note(maps)
     assert "2 of 4 maps are zero everywhere" in note and "1 of 4 maps is constant" in note
     assert _attribution.flat_map_note(maps[2:3]) == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "num_prefix"), [("vit_tiny_patch16_224", 1), ("deit_tiny_distilled_patch16_224", 2)], ids=["vit", "deit"]
+)
+def test_grad_cam_on_a_vit_uses_the_last_blocks_norm1_tokens_and_equals_pytorch_grad_cam(
+    name: str, num_prefix: int
+) -> None:
+    """pytorch-grad-cam's ViT recipe: ``model.blocks[-1].norm1`` with a reshape_transform dropping the prefix tokens."""
+    timm = pytest.importorskip("timm")
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.image import scale_cam_image
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, img_size=32, patch_size=8, depth=2, num_classes=3).eval()
+    subject = image_subject(model, side=32, num_classes=3)
+    artifact = attribution_cam.grad_cam(subject)[0]
+    assert artifact.layer == "blocks.1.norm1" and artifact.summary["cam_shape"] == [4, 4]
+    assert artifact.summary["num_prefix_tokens_dropped"] == num_prefix and "dropped" in artifact.caption
+
+    def reshape_transform(tokens: torch.Tensor) -> torch.Tensor:
+        return tokens[:, num_prefix:].reshape(len(tokens), 4, 4, tokens.shape[2]).permute(0, 3, 1, 2)
+
+    indices, targets = artifact.data["indices"], artifact.data["targets"]
+    inputs = subject.probe_inputs[indices]
+    layer = model.blocks[-1].norm1
+    cam = GradCAM(model=model, target_layers=[layer], reshape_transform=reshape_transform)
+    try:
+        full = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(int(target)) for target in targets])
+        activations = cam.activations_and_grads.activations[0].numpy()
+        gradients = cam.activations_and_grads.gradients[0].numpy()
+    finally:
+        cam.activations_and_grads.release()
+    raw = np.maximum(cam.get_cam_image(inputs, layer, None, activations, gradients), 0)
+    ours = artifact.data["cam"][:, 0]
+    assert np.abs(ours).max() > 0
+    np.testing.assert_allclose(ours, raw, rtol=1e-4, atol=1e-6 * np.abs(raw).max())
+    # pytorch-grad-cam scales to [0, 1], resizes, and scales the resized maps again (bilinear 4 -> 32 misses the peak).
+    np.testing.assert_allclose(scale_cam_image(scale_cam_image(ours, (32, 32))), full, atol=1e-5)
+
+
+def test_grad_cam_on_the_last_vit_block_output_is_zero_because_the_head_reads_only_the_class_token() -> None:
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2, num_classes=3
+    )
+    subject = image_subject(model.eval(), side=32, num_classes=3, count=2)
+    last = attribution_cam.grad_cam(subject, layer="blocks.1")[0]
+    assert last.summary["cam_shape"] == [4, 4] and last.summary["num_zero_maps"] == 2
+    patches = attribution_cam.grad_cam(subject, layer="patch_embed.proj")[0]  # a 4-D layer by hand: the CNN path
+    assert patches.layer == "patch_embed.proj" and "num_prefix_tokens_dropped" not in patches.summary

@@ -69,8 +69,14 @@ def test_vit_folder_is_analyzed_with_every_analyzer(vit_folder: Path, tmp_path: 
     code, out, err = exit_code_of(args, capsys)
     assert code == 0, err
     manifest = json.loads((out_dir / "manifest.json").read_text())
-    statuses = {result["name"]: result["status"] for result in manifest["analyzers"]}
+    results = {result["name"]: result for result in manifest["analyzers"]}
+    statuses = {name: result["status"] for name, result in results.items()}
     assert statuses["activations"] == statuses["input_saliency"] == statuses["grad_cam"] == "ok"
+    assert statuses["attention_maps"] == statuses["attention_rollout"] == "ok"
+    # Grad-CAM on the tokens the last attention layer reads, on the 4x4 patch grid, not on the patch-embedding conv.
+    cam = results["grad_cam"]["figures"][0]
+    assert cam["layer"] == "vit.layers.1.layernorm_before" and cam["summary"]["cam_shape"] == [4, 4]
+    assert results["attention_rollout"]["figures"][0]["summary"]["patch_grid"] == [4, 4]
 
 
 @pytest.mark.slow
@@ -93,6 +99,7 @@ def test_bert_classifier_runs_every_analyzer_on_token_ids_inside_the_vocabulary(
     statuses = {result["name"]: result["status"] for result in results}
     assert statuses["activations"] == statuses["weight_histograms"] == "ok"
     assert statuses["input_saliency"] == "skipped"
+    assert statuses["attention_maps"] == statuses["attention_rollout"] == "ok"  # token by token
 
 
 def test_sharded_save_pretrained_loads_the_same_weights(bert_model: torch.nn.Module, tmp_path: Path) -> None:

@@ -112,10 +112,16 @@ def test_vit_tiny_runs_the_activation_and_gradient_analyzers(tmp_path: Path, cap
         "-a",
         "input_saliency",
     ]
+    for analyzer in ("attention_maps", "attention_rollout", "grad_cam"):
+        args += ["-a", analyzer]
     code, _, err = exit_code_of(args, capsys)
     assert code == 0, err
-    statuses = {r["name"]: r["status"] for r in json.loads((out_dir / "manifest.json").read_text())["analyzers"]}
-    assert statuses == {"activations": "ok", "input_saliency": "ok"}
+    results = {r["name"]: r for r in json.loads((out_dir / "manifest.json").read_text())["analyzers"]}
+    assert {name: result["status"] for name, result in results.items()} == dict.fromkeys(
+        ("activations", "input_saliency", "attention_maps", "attention_rollout", "grad_cam"), "ok"
+    )
+    # Grad-CAM on the tokens the last attention layer reads, laid on the 2x2 patch grid (not the patch-embedding conv).
+    assert results["grad_cam"]["figures"][0]["layer"] == "blocks.11.norm1"
 
 
 def test_timm_hub_folder_names_its_architecture_and_labels(resnet: torch.nn.Module, tmp_path: Path) -> None:
