@@ -16,7 +16,7 @@ from introspect.analyzers._shared import (
     strongest_channels,
 )
 from introspect.artifacts import Artifact
-from introspect.capture import capture_activations
+from introspect.capture import capture_activations, check_hookable
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
 from introspect.plotting import grid_shape, montage, new_figure, short_label, symmetric_limit
@@ -43,6 +43,7 @@ def feature_maps(
     it, tiled as one montage on a shared diverging colour scale: red is positive, blue negative.
     These are the conv outputs before normalization and activation.
     """
+    check_hookable(subject.model)  # TorchScript and exported graphs hold conv weights but run no hooks: say that
     layers = conv2d_layer_names(subject.model)
     if not layers:
         raise SkipAnalyzer("the model has no 2-D convolution layers")
