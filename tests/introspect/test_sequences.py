@@ -135,3 +135,40 @@ def test_a_forward_failing_on_a_guessed_shape_names_the_guess_and_input_shape(tm
     result = report.result("input_saliency")
     assert result.status == "failed"
     assert "guessed from lstm.weight_ih_l0" in result.reason and "pass --input-shape" in result.reason
+
+
+class Conv1dClassifier(nn.Module):
+    """Two Conv1d layers over a 3-channel signal of any length, averaged over positions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv1d(3, 8, 5, padding=2), nn.ReLU(), nn.Conv1d(8, 8, 5), nn.ReLU())
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean(dim=2))
+
+
+@pytest.mark.parametrize(
+    ("architecture", "expected_shape"),
+    [("LSTMClassifier", [SEQUENCE_LENGTH, FEATURES]), ("Conv1dClassifier", [3, 64])],
+)
+def test_a_sequence_classifier_given_through_arch_runs_every_analyzer(
+    architecture: str, expected_shape: list[int], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import json
+
+    from introspect.cli import main
+
+    torch.manual_seed(0)
+    path, out_dir = tmp_path / "weights.pt", tmp_path / "gallery"
+    torch.save(globals()[architecture]().state_dict(), path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["analyze", str(path), "--arch", f"{__name__}:{architecture}", "--all", "-o", str(out_dir)])
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    results = {result["name"]: result for result in manifest["analyzers"]}
+    failed = {name: result["reason"] for name, result in results.items() if result["status"] == "failed"}
+    assert exit_info.value.code == (1 if failed else 0) and not failed, failed
+    for name in ("activations", "activation_health", "model_summary", "input_saliency", "weight_histograms"):
+        assert results[name]["status"] == "ok", (name, results[name].get("reason"))
+    assert manifest["header"]["input_shape"] == expected_shape  # guessed from weight_ih_l0 / the first Conv1d
