@@ -184,9 +184,7 @@ def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
             module.training = flag
 
 
-def capture_activations(
-    model: nn.Module, inputs: torch.Tensor, layers: Iterable[str] | None = None
-) -> RecordedOutputs:
+def capture_activations(model: nn.Module, inputs: torch.Tensor, layers: Iterable[str] | None = None) -> RecordedOutputs:
     """Run ``model`` on ``inputs`` in eval mode and return each layer's output (on the CPU).
 
     A layer whose output is a tuple is recorded by its first tensor, and named with the tuple's

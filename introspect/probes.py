@@ -219,9 +219,7 @@ class ShapeGuess:
         return f"the input shape {list(self.shape)} was guessed from {self.weight} ({self.reason})"
 
 
-def guess_input_shape(
-    state_dict: Mapping[str, torch.Tensor], model: nn.Module | None = None
-) -> tuple[int, ...] | None:
+def guess_input_shape(state_dict: Mapping[str, torch.Tensor], model: nn.Module | None = None) -> tuple[int, ...] | None:
     """The input shape implied by the weights (see :func:`input_shape_guess`), or ``None``."""
     guess = input_shape_guess(state_dict, model)
     return guess.shape if guess is not None else None
