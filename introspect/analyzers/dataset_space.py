@@ -7,14 +7,16 @@ index, so every layer samples the same inputs and any split of the work samples 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from introspect._lazy import lazy_import
 from introspect.analyzers._dataset import class_names, penultimate_layer, small_thumbnails, unit_layers
 from introspect.artifacts import Artifact
-from introspect.dataset.passes import unit_means
+from introspect.dataset.passes import LayerOutputs, unit_means_of
 from introspect.dataset.reducers import Reservoir
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from introspect.dataset.run import Reduced
     from introspect.dataset.sources import Batch
     from introspect.subject import Subject
+else:
+    torch = lazy_import("torch")
 
 POSITION = 14
 #: Flattened features kept per input; a wider layer is represented by its channel means.
@@ -36,10 +40,16 @@ MAX_FEATURES = 4096
 MAX_LEGEND_CLASSES = 20
 
 
-def layer_features(output: torch.Tensor) -> np.ndarray:
-    """(inputs, features): the flattened output, or its channel means when that is wider than MAX_FEATURES."""
-    flat = output.detach().double().reshape(len(output), -1)
-    return flat.numpy() if flat.shape[1] <= MAX_FEATURES else unit_means(output)
+def layer_features(outputs: Mapping[str, torch.Tensor], name: str, chosen: np.ndarray) -> np.ndarray:
+    """(chosen inputs, features) of layer ``name``: the flattened output, or its channel means when that is
+    wider than MAX_FEATURES; only the ``chosen`` rows (a boolean mask over the batch) are converted."""
+    output = outputs[name].detach()
+    if math.prod(output.shape[1:]) > MAX_FEATURES:
+        return unit_means_of(outputs, name)[chosen]
+    if chosen.all() and isinstance(outputs, LayerOutputs):
+        return outputs.float64(name).flatten(1).numpy()  # the float64 copy the unit means may share
+    rows = output if chosen.all() else output[torch.from_numpy(chosen)]
+    return rows.double().flatten(1).numpy()
 
 
 @dataclasses.dataclass
@@ -57,9 +67,15 @@ class SampledLayers:
         """Offer the batch's inputs to each layer's reservoir."""
         classified = batch.labels is not None and not batch.labels.is_floating_point()
         labels = batch.labels.numpy() if classified else None
+        indices = batch.indices.numpy()
         for name in self.layers:
             if name in outputs:
-                self.samples[name].update(layer_features(outputs[name]), batch.indices.numpy(), labels)
+                sample = self.samples[name]
+                # Rows that cannot enter the sample are never converted (most of them, once it is full).
+                chosen = sample.candidates(indices)
+                if chosen.any():
+                    chosen_labels = None if labels is None else labels[chosen]
+                    sample.update(layer_features(outputs, name, chosen), indices[chosen], chosen_labels)
 
     def merge(self, other: SampledLayers) -> SampledLayers:
         """Fold a reducer of another shard into this one; returns ``self``."""
@@ -89,45 +105,53 @@ def embedding_projection(
     keeps neighbourhoods (clusters are meaningful, distances between them and their sizes are
     not). Classes that form separate clusters are what the last layer can read apart.
     """
-    from matplotlib.colors import to_hex
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
     state: SampledLayers = reduced.state
     (name,) = state.layers
     sample = state.samples[name]
     if sample.rows is None or len(sample.rows) < 3:
         raise SkipAnalyzer("fewer than 3 inputs were seen, too few to project")
-    rows = sample.rows
-    pca = PCA(n_components=2, random_state=subject.seed).fit(rows)
-    by_pca = pca.transform(rows)
-    tsne = TSNE(n_components=2, perplexity=min(perplexity, (len(rows) - 1) / 3), init="pca", random_state=subject.seed)
-    by_tsne = tsne.fit_transform(rows)
-    labels = sample.labels
+    rows, labels = sample.rows, sample.labels
+    by_pca, by_tsne, explained, used_perplexity = _projections(rows, perplexity, subject.seed)
     names = class_names(subject, int(labels.max()) + 1) if (labels >= 0).any() else []
-    figure = _scatter_figure([("PCA", by_pca), ("t-SNE", by_tsne)], labels, names, name)
-    explained = pca.explained_variance_ratio_
+    panels = [("PCA", by_pca), ("t-SNE", by_tsne)]
+    figure = _scatter_figure(panels, labels, names, name)
     caption = (
         f"{reduced.describe()} A uniform sample of {len(rows)} inputs; layer {name} ({rows.shape[1]} features). "
         f"PCA's two axes explain {explained[0]:.1%} and {explained[1]:.1%} of the variance; t-SNE with "
-        f"perplexity {tsne.perplexity:g}."
+        f"perplexity {used_perplexity:g}."
     )
     data = {"indices": sample.indices, "labels": labels, "pca": by_pca, "tsne": by_tsne, "class_names": names}
     summary = {"layer": name, "num_points": len(rows), "pca_explained": [float(value) for value in explained]}
-    view = scatter_view(
-        [("PCA", by_pca), ("t-SNE", by_tsne)],
-        labels,
-        names,
-        [to_hex(colour) for colour in _class_colours(len(names))],
-        indices=sample.indices,
-        thumbnails=small_thumbnails(subject, sample.indices),
-    )
+    view = _scatter_page(subject, sample, panels, names)
     caption += " In the page, hover a point to see its input; click a class to hide it."
     return [
         Artifact(
             name="embedding", caption=caption, layer=name, figure=figure, data=data, summary=summary, interactive=view
         )
     ]
+
+
+def _projections(rows: np.ndarray, perplexity: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The rows by PCA and by t-SNE (2-D each), PCA's explained variance ratios, and the perplexity t-SNE used
+    (at most a third of the points less one, which t-SNE requires)."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    pca = PCA(n_components=2, random_state=seed).fit(rows)
+    tsne = TSNE(n_components=2, perplexity=min(perplexity, (len(rows) - 1) / 3), init="pca", random_state=seed)
+    by_tsne = tsne.fit_transform(rows)
+    return pca.transform(rows), by_tsne, pca.explained_variance_ratio_, tsne.perplexity
+
+
+def _scatter_page(
+    subject: Subject, sample: Reservoir, panels: Sequence[tuple[str, np.ndarray]], names: Sequence[str]
+) -> dict[str, Any]:
+    """The interactive scatter of the sampled points, with each point's input as a thumbnail."""
+    from matplotlib.colors import to_hex
+
+    colours = [to_hex(colour) for colour in _class_colours(len(names))]
+    thumbnails = small_thumbnails(subject, sample.indices)
+    return scatter_view(panels, sample.labels, names, colours, indices=sample.indices, thumbnails=thumbnails)
 
 
 def _scatter_figure(

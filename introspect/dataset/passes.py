@@ -53,8 +53,9 @@ def reduce_dataset(
     seen = 0
     with evaluation_mode(model), torch.no_grad():
         for batch in stream:
-            with recording(model, layers, copied=None) as outputs:
+            with recording(model, layers, copied=None) as recorded:
                 logits = logits_of(model(batch.inputs.to(device))).detach().cpu()
+            outputs = LayerOutputs(recorded)
             for reducer in reducers:
                 reducer.feed(batch, logits, outputs)
             seen += len(batch.indices)
@@ -109,6 +110,38 @@ def unit_means(output: torch.Tensor) -> np.ndarray:
     return values.reshape(len(values), -1).numpy()
 
 
+class LayerOutputs(dict):
+    """One batch's recorded outputs by layer name, as :func:`reduce_dataset` hands them to every reducer.
+
+    Several reducers read the same layer in float64 (health and top units its unit means, the
+    sampled layers its features); :meth:`float64` and :meth:`unit_means` convert once per batch for all.
+    """
+
+    def __init__(self, outputs: Mapping[str, torch.Tensor]) -> None:
+        super().__init__(outputs)
+        self._float64: dict[str, torch.Tensor] = {}
+        self._unit_means: dict[str, np.ndarray] = {}
+
+    def float64(self, name: str) -> torch.Tensor:
+        """The layer's output in float64, converted on the first call; shared, so never to be modified."""
+        if name not in self._float64:
+            self._float64[name] = self[name].detach().double()
+        return self._float64[name]
+
+    def unit_means(self, name: str) -> np.ndarray:
+        """The layer's :func:`unit_means`, computed on the first call; read-only, since every reducer shares it."""
+        if name not in self._unit_means:
+            values = unit_means(self.float64(name))
+            values.flags.writeable = False
+            self._unit_means[name] = values
+        return self._unit_means[name]
+
+
+def unit_means_of(outputs: Mapping[str, torch.Tensor], name: str) -> np.ndarray:
+    """The unit means of layer ``name``: shared when ``outputs`` is a :class:`LayerOutputs`, computed otherwise."""
+    return outputs.unit_means(name) if isinstance(outputs, LayerOutputs) else unit_means(outputs[name])
+
+
 @dataclasses.dataclass
 class HealthReducer:
     """Per layer and unit: moments over the split, how often the unit was active (> 0), and for
@@ -129,7 +162,7 @@ class HealthReducer:
         """Fold each layer's unit values of the batch into its moments."""
         for name in self.layers:
             if name in outputs:
-                values = unit_means(outputs[name])
+                values = unit_means_of(outputs, name)
                 self.moments.setdefault(name, UnitMoments(values.shape[1])).update(values)
                 if name in self.bounds:
                     low, high = self.bounds[name]
@@ -167,7 +200,7 @@ class TopUnitsReducer:
         """Offer the batch's inputs to each unit's top-k by the unit's value (a channel's mean)."""
         for name in self.layers:
             if name in outputs:
-                values = unit_means(outputs[name])
+                values = unit_means_of(outputs, name)
                 self.top.setdefault(name, TopK(values.shape[1], self.k)).update(values, batch.indices.numpy())
                 self.moments.setdefault(name, UnitMoments(values.shape[1])).update(values)
 

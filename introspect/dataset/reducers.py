@@ -129,12 +129,34 @@ class TopK:
     def _keep_best(self, scores: np.ndarray, indices: np.ndarray) -> TopK:
         all_scores = np.concatenate([self.scores, scores], axis=1)
         all_indices = np.concatenate([self.indices, indices], axis=1)
-        # Empty slots sort last: their index is pushed past every real one.
-        tie_break = np.where(all_indices == EMPTY, np.iinfo(np.int64).max, all_indices)
-        order = np.lexsort((tie_break, -all_scores), axis=1)[:, : self.k]
+        order = _best_columns(all_scores, all_indices, self.k)
         self.scores = np.take_along_axis(all_scores, order, axis=1)
         self.indices = np.take_along_axis(all_indices, order, axis=1)
         return self
+
+
+def _best_columns(scores: np.ndarray, indices: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the columns of the ``k`` best entries, best first: the largest score, then the lowest index,
+    empty slots last."""
+    # Empty slots sort last: their index is pushed past every real one.
+    tie_break = np.where(indices == EMPTY, np.iinfo(np.int64).max, indices)
+    width = scores.shape[1]
+    order = np.empty((len(scores), min(k, width)), dtype=np.int64)
+    quick = np.zeros(len(scores), dtype=bool)
+    if width > k and not np.isnan(scores).any():
+        # Where no other entry ties the k-th largest score, the k best are those at or above it: a linear-time
+        # partition finds them, and only they are sorted. Rows with such a tie (or NaN) take the full sort.
+        kth = np.partition(scores, width - k, axis=1)[:, width - k]
+        above = scores >= kth[:, None]
+        quick = above.sum(axis=1) == k
+        columns = np.nonzero(above[quick])[1].reshape(-1, k)
+        chosen_scores = np.take_along_axis(scores[quick], columns, axis=1)
+        chosen_ties = np.take_along_axis(tie_break[quick], columns, axis=1)
+        best_first = np.lexsort((chosen_ties, -chosen_scores), axis=1)
+        order[quick] = np.take_along_axis(columns, best_first, axis=1)
+    slow = ~quick
+    order[slow] = np.lexsort((tie_break[slow], -scores[slow]), axis=1)[:, :k]
+    return order
 
 
 @dataclasses.dataclass
@@ -238,11 +260,29 @@ class Reservoir:
             self.keys = np.zeros(0, dtype=np.uint64)
             self.indices = np.zeros(0, dtype=np.int64)
 
+    def candidates(self, indices: np.ndarray) -> np.ndarray:
+        """Which of the offered dataset ``indices`` could enter the sample (a boolean mask).
+
+        Once the sample is full, an input enters only if its (key, index) sorts before the largest
+        kept one; a caller can select those rows before computing them, and the others never count.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(self.keys) < self.size:
+            return np.ones(len(indices), dtype=bool)
+        keys, largest = sample_keys(indices, self.seed), self.keys.max()
+        # Ties of keys are broken by index, as in merge's sort.
+        return (keys < largest) | ((keys == largest) & (indices < self.indices[self.keys == largest].max()))
+
     def update(self, rows: np.ndarray, indices: np.ndarray, labels: np.ndarray | None = None) -> Reservoir:
         """Offer a batch of rows (inputs, features) with their dataset indices (and labels)."""
-        rows = _as_rows(rows)
         indices = np.asarray(indices, dtype=np.int64)
+        chosen = self.candidates(indices)
+        if not chosen.any():
+            return self
+        rows = _as_rows(rows)
         labels = np.full(len(rows), -1, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+        if not chosen.all():  # a boolean index copies even when it keeps every row
+            rows, indices, labels = rows[chosen], indices[chosen], labels[chosen]
         offered = Reservoir(self.size, self.seed, sample_keys(indices, self.seed), indices, rows, labels)
         return self.merge(offered)
 
@@ -258,6 +298,25 @@ class Reservoir:
         order = np.lexsort((indices, keys))[: self.size]
         order = order[np.argsort(indices[order], kind="stable")]  # kept in dataset order
         self.keys, self.indices = keys[order], indices[order]
-        self.rows = np.concatenate([self.rows, other.rows])[order]
-        self.labels = np.concatenate([self.labels, other.labels])[order]
+        self.rows = _gathered(self.rows, other.rows, order)
+        self.labels = _gathered(self.labels, other.labels, order)
         return self
+
+
+def _gathered(first: np.ndarray, second: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``np.concatenate([first, second])[order]``, with as few copies of the (possibly large) sample as it takes."""
+    from_first = order < len(first)
+    kept_first, kept_second = order[from_first], order[~from_first] - len(first)
+    if from_first[: len(kept_first)].all():
+        # The kept rows of ``first`` all come before those of ``second`` (a pass in dataset order): two
+        # slices joined, not a gather of every row.
+        return np.concatenate([_taken(first, kept_first), _taken(second, kept_second)])
+    gathered = np.empty((len(order), *first.shape[1:]), dtype=np.result_type(first, second))
+    gathered[np.flatnonzero(from_first)] = first[kept_first]
+    gathered[np.flatnonzero(~from_first)] = second[kept_second]
+    return gathered
+
+
+def _taken(rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """``rows[positions]``, or ``rows`` itself when ``positions`` are all of them in order."""
+    return rows if len(positions) == len(rows) and (positions == np.arange(len(rows))).all() else rows[positions]

@@ -79,6 +79,21 @@ def test_top_k_equals_a_full_sort_with_ties_for_any_split(count: int, cuts: list
     assert (merged.indices[:, kept:] == EMPTY).all() and np.isneginf(merged.scores[:, kept:]).all()
 
 
+def test_top_k_with_tied_and_untied_units_in_one_batch_equals_a_full_sort() -> None:
+    # Units with distinct values, with a few values, and a dead-like unit of zeros: rows of one update
+    # with and without a tie at the k-th best score, fed in uneven batches.
+    rng = np.random.default_rng(7)
+    values = np.concatenate(
+        [rng.normal(size=(300, 6)), np.round(rng.normal(size=(300, 6))), np.zeros((300, 1))], axis=1
+    )
+    top = TopK(13, 8)
+    for start, stop in [(0, 5), (5, 130), (130, 131), (131, 300)]:
+        top.update(values[start:stop], np.arange(start, stop))
+    expected_scores, expected_indices = numpy_top_k(values, 8)
+    np.testing.assert_array_equal(top.scores, expected_scores)
+    np.testing.assert_array_equal(top.indices, expected_indices)
+
+
 def test_top_k_assigned_keeps_each_input_for_its_own_unit_only() -> None:
     # The most confident mistakes per true class: input i counts only for class units[i].
     units, scores = np.array([0, 1, 0, 2, 0]), np.array([0.9, 0.8, 0.95, 0.1, 0.3])
@@ -127,6 +142,19 @@ def test_reservoir_is_the_same_sample_for_any_split(count: int, cuts: list[float
     np.testing.assert_array_equal(merged.indices, expected)
     np.testing.assert_array_equal(merged.rows, rows[expected])
     np.testing.assert_array_equal(merged.labels, labels[expected])
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 1000), size=st.integers(1, 12))
+def test_reservoir_candidates_are_the_inputs_that_would_enter(seed: int, size: int) -> None:
+    sample = Reservoir(size, seed=seed).update(np.arange(30.0)[:, None], np.arange(30))
+    offered = np.arange(30, 90)
+    # Input i enters when its key is among the `size` smallest of the 30 seen and i (ties to the lower index).
+    entering = [
+        30 in np.argsort(sample_keys(np.append(np.arange(30), index), seed), kind="stable")[:size] for index in offered
+    ]
+    np.testing.assert_array_equal(sample.candidates(offered), entering)
+    assert sample.candidates(offered).sum() < len(offered)  # the sample is full: it turns inputs away
 
 
 def test_reservoir_keeps_every_input_equally_often() -> None:
