@@ -119,59 +119,71 @@ def analyze(
     """Run analyzers on a checkpoint path, a module with inputs, or a ready :class:`Subject`.
 
     Args:
-        target: a checkpoint file, an ``nn.Module`` (with ``inputs``), or a Subject.
-        inputs: probe inputs when ``target`` is a module.
-        labels: optional labels for ``inputs``.
-        analyzers: ``"all"`` or analyzer names.
-        exclude: analyzer names to leave out.
-        out_dir: write a gallery here; ``None`` writes nothing to disk and only returns results
-            (a notebook displays them inline: :meth:`AnalysisReport.to_html`).
-        force: replace an existing ``out_dir`` if it is an earlier introspect gallery.
-        task: describes the inputs when ``target`` is a module (guessed otherwise).
-        registry: the analyzers to choose from (default: built-ins and plugins).
-        options: per-analyzer keyword arguments, by analyzer name.
-        progress: called as ``progress(done, total, result)`` after each analyzer.
-        timeout: seconds each phase may take (loading with the probe check, each analyzer, the
-            gallery writing). An analyzer past it is recorded as failed; loading or writing past it
-            raises :class:`~introspect.runner.PhaseTimeout`, leaving no gallery behind.
-        data: a dataset for the dataset analyzers: a ``--data`` source (a dataset name, an image
-            folder, a ``.npy``/``.pt`` file), a torch Dataset, a DataLoader or any iterable of
-            ``(inputs, labels)`` batches (taken as the model takes them), or a
-            :class:`~introspect.dataset.plan.DatasetPlan`.
-        data_options: how to read ``data``: ``data_dir``, ``labels``, ``limit``, ``batch_size``,
-            ``workers``, ``executor``, ``resume``, ``record_dir`` (see :func:`~introspect.dataset.plan.plan_for`);
-            with ``out_dir`` the pass is recorded beside the gallery unless ``record_dir`` says where;
-            without either it is not recorded, and ``resume`` is refused.
-        input_files: image files, folders of images, ImageFolder trees or ``.npy``/``.pt`` files whose
-            inputs replace the probe, with the checkpoint's preprocessing (see :mod:`introspect.inputs`).
+        target: a checkpoint file, an ``nn.Module`` (with ``inputs`` and optional ``labels``), or a Subject.
+        analyzers: ``"all"`` or analyzer names; ``exclude``: names to leave out.
+        out_dir: write a gallery here (``force`` replaces an earlier introspect gallery); ``None`` writes
+            nothing to disk and only returns results (a notebook shows them: :meth:`AnalysisReport.to_html`).
+        task: describes the inputs when ``target`` is a module (guessed otherwise); ``registry``: the
+            analyzers to choose from (default: built-ins and plugins); ``options``: per-analyzer keyword
+            arguments, by analyzer name; ``progress``: called as ``progress(done, total, result)``.
+        timeout: seconds each phase may take (loading, each analyzer, writing); an analyzer past it fails,
+            loading or writing past it raises :class:`~introspect.runner.PhaseTimeout` (no gallery is left).
+        data: a dataset for the dataset analyzers: a ``--data`` source (a dataset name, an image folder, a
+            ``.npy``/``.pt`` file), a torch Dataset, a DataLoader, any iterable of ``(inputs, labels)``
+            batches, or a :class:`~introspect.dataset.plan.DatasetPlan`.
+        data_options: ``data_dir``, ``labels``, ``limit``, ``batch_size``, ``workers``, ``executor``,
+            ``resume``, ``record_dir`` (see :func:`~introspect.dataset.plan.plan_for`); with ``out_dir`` the
+            pass is recorded beside the gallery unless ``record_dir`` says where, without either ``resume``
+            is refused.
+        input_files: image files, folders or ``.npy``/``.pt`` files replacing the probe (:mod:`introspect.inputs`).
         **load_options: fields of :class:`~introspect.loading.LoadOptions` for checkpoint paths.
     """
-    # The folder is checked and locked before any work, and stays locked until the gallery is in place.
+    # The folder is checked and locked before any work, until the gallery is in place.
     with claim_output_dir(out_dir, force=force) if out_dir is not None else contextlib.nullcontext():
         registry = registry or Registry.default(load_plugins=load_options.pop("load_plugins", None))
         specs = _selected(registry, analyzers, exclude)
         options = resolve_options(specs, options)
-        load = functools.partial(_subject_for, target, inputs, labels, task, load_options)
-        subject = within_limit(load, timeout, f"loading {_shown(target)}", f"{_shown(target)}: did not finish loading")
-        if input_files:
-            from introspect.inputs import with_inputs
-
-            subject = with_inputs(subject, input_files, int(load_options.get("max_probe") or DEFAULT_MAX_PROBE))
-        if data is not None:
-            subject = with_data(subject, data, _with_record_dir(data_options or {}, out_dir))
+        given = (inputs, labels, task, input_files)
+        subject = _prepared(target, given, load_options, timeout, data, data_options, out_dir)
         results = tuple(run_analyzers(subject, specs, options=options, progress=progress, timeout=timeout))
-        index_path = None
-        if out_dir is not None:
-            write = functools.partial(write_gallery, subject, specs, results, out_dir, force=force)
-            failure = f"{out_dir}: the gallery was not written"
-            index_path = within_limit(write, timeout, f"writing the gallery {out_dir}", failure, gallery=out_dir)
-    return AnalysisReport(
-        subject=subject,
-        results=results,
-        specs=tuple(specs),
-        index_path=index_path,
-        plugin_problems=tuple(registry.problems),
-    )
+        index_path = None if out_dir is None else _written(subject, specs, results, out_dir, force, timeout)
+    return AnalysisReport(subject, results, tuple(specs), index_path, tuple(registry.problems))
+
+
+def _prepared(
+    target: Any,
+    given: tuple[Any, Any, Task | None, Sequence[str | os.PathLike[str]]],
+    load_options: dict[str, Any],
+    timeout: float | None,
+    data: Any,
+    data_options: Mapping[str, Any] | None,
+    out_dir: str | os.PathLike[str] | None,
+) -> Subject:
+    """The subject to analyze: loaded within ``timeout``, with the given input files and dataset attached."""
+    inputs, labels, task, input_files = given
+    load = functools.partial(_subject_for, target, inputs, labels, task, load_options)
+    subject = within_limit(load, timeout, f"loading {_shown(target)}", f"{_shown(target)}: did not finish loading")
+    if input_files:
+        from introspect.inputs import with_inputs
+
+        subject = with_inputs(subject, input_files, int(load_options.get("max_probe") or DEFAULT_MAX_PROBE))
+    if data is not None:
+        subject = with_data(subject, data, _with_record_dir(data_options or {}, out_dir))
+    return subject
+
+
+def _written(
+    subject: Subject,
+    specs: Sequence[AnalyzerSpec],
+    results: tuple[AnalyzerResult, ...],
+    out_dir: str | os.PathLike[str],
+    force: bool,
+    timeout: float | None,
+) -> Path:
+    """The gallery written within ``timeout``; its index page."""
+    write = functools.partial(write_gallery, subject, specs, results, out_dir, force=force)
+    failure = f"{out_dir}: the gallery was not written"
+    return within_limit(write, timeout, f"writing the gallery {out_dir}", failure, gallery=out_dir)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,18 +281,10 @@ def show(
     if not isinstance(analyzer, str) or not analyzer:
         raise PluginError("show needs the name of one analyzer, for example show(model, inputs, 'grad_cam')")
     chosen = {**(options or {}), **analyzer_options}
+    settings = {"task": task, "registry": registry, "data": data, "data_options": data_options, "timeout": timeout}
+    chosen_options = {analyzer: chosen} if chosen else None
     report = analyze(
-        target,
-        inputs,
-        labels,
-        analyzers=[analyzer],
-        options={analyzer: chosen} if chosen else None,
-        task=task,
-        registry=registry,
-        data=data,
-        data_options=data_options,
-        timeout=timeout,
-        **dict(load_options or {}),
+        target, inputs, labels, analyzers=[analyzer], options=chosen_options, **settings, **(load_options or {})
     )
     return AnalyzerView(subject=report.subject, spec=report.specs[0], result=report.results[0])
 

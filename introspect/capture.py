@@ -64,21 +64,7 @@ def recording(
         copy = copied is None or name in copied
 
         def hook(module: nn.Module, inputs: tuple, output: object) -> None:
-            tensor = first_tensor(output)
-            if tensor is None:
-                return
-            if tensor is not output:
-                outputs.tuple_shapes[name] = structure_text(output)
-            value = batch_first(module, tensor.detach())
-            if to_cpu and value.device.type != "cpu":
-                outputs[name] = value.cpu()
-            elif copy or _must_copy(value, tensor, inputs):
-                outputs[name] = value.clone()
-            else:
-                outputs[name] = value
-                outputs.versions[name] = value._version
-                return
-            outputs.versions.pop(name, None)
+            _record(outputs, name, module, inputs, output, copy=copy, to_cpu=to_cpu)
 
         return hook
 
@@ -88,6 +74,27 @@ def recording(
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _record(
+    outputs: RecordedOutputs, name: str, module: nn.Module, inputs: tuple, output: object, *, copy: bool, to_cpu: bool
+) -> None:
+    """Keep one layer's output (its first tensor, batch first), copied when asked or when it must be."""
+    tensor = first_tensor(output)
+    if tensor is None:
+        return
+    if tensor is not output:
+        outputs.tuple_shapes[name] = structure_text(output)
+    value = batch_first(module, tensor.detach())
+    if to_cpu and value.device.type != "cpu":
+        outputs[name] = value.cpu()
+    elif copy or _must_copy(value, tensor, inputs):
+        outputs[name] = value.clone()
+    else:
+        outputs[name] = value
+        outputs.versions[name] = value._version
+        return
+    outputs.versions.pop(name, None)
 
 
 class RecordedOutputs(dict):

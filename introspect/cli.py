@@ -2,24 +2,25 @@
 
 Nothing here imports torch at module level, so ``introspect --help`` and ``introspect list``
 answer quickly. Extra sub-commands (``train``, ``demo``) arrive through the entry-point group
-``introspect.commands``, which keeps ``introspect`` from importing ``trainers``.
+``introspect.commands``, which keeps ``introspect`` from importing ``trainers``. ``analyze`` is
+defined in :mod:`introspect.cli_analyze`, the options commands share in :mod:`introspect.cli_options`.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
 import traceback
 import warnings
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import click
 
 from introspect import __version__
+from introspect.cli_analyze import analyze
+from introspect.cli_options import checkpoint_options, load_options_from, warn_plugin_problems
 from introspect.errors import IntrospectError
 
 COMMAND_GROUP = "introspect.commands"
@@ -50,290 +51,7 @@ def cli(debug: bool) -> None:
     """Look inside PyTorch networks: run analyzers on a checkpoint and write a figure gallery."""
 
 
-def load_options_from(**values: Any) -> dict[str, Any]:
-    """LoadOptions fields from the shared checkpoint options of several commands."""
-    from introspect.architectures import parse_factory_kwargs
-    from introspect.budget import DEFAULT_MAX_PROBE, parse_size
-
-    shape = values.get("input_shape")
-    return {
-        "trust_code": values.get("trust_code", False),
-        "arch": values.get("arch"),
-        "arch_kwargs": parse_factory_kwargs(values.get("arch_kwarg") or ()),
-        "probe": values.get("probe"),
-        "input_shape": _parse_shape(shape) if shape else None,
-        "device": values.get("device", "auto"),
-        "seed": values.get("seed", 0),
-        "max_memory": parse_size(values["max_memory"]) if values.get("max_memory") else None,
-        "max_probe": values.get("max_probe") or DEFAULT_MAX_PROBE,
-    }
-
-
-def _parse_shape(text: str) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
-    except ValueError:
-        raise click.BadParameter(f"{text!r} should be sizes separated by commas, e.g. 3,32,32") from None
-    if not shape or min(shape) < 1:
-        raise click.BadParameter(f"{text!r} should be positive sizes, e.g. 3,32,32")
-    return shape
-
-
-def checkpoint_options(command: Any) -> Any:
-    """Options every command that loads a checkpoint shares."""
-    options = [
-        click.option(
-            "--arch",
-            metavar="MODULE:CALLABLE",
-            help="Build the model with your own code (it is imported and called), or timm:NAME / timm.",
-        ),
-        click.option(
-            "--arch-kwarg", multiple=True, metavar="NAME=VALUE", help="Keyword argument for --arch (repeatable)."
-        ),
-        click.option(
-            "--trust-code",
-            "--trust-pickle",
-            "trust_code",
-            is_flag=True,
-            help="Allow code from the file to run: unpickling, TorchScript, exported programs with ops outside the "
-            "allow-list.",
-        ),
-        click.option(
-            "--max-memory",
-            metavar="SIZE",
-            help="Memory the file may make introspect use, e.g. 4G [default: a quarter of what is available].",
-        ),
-        click.option(
-            "--max-probe",
-            type=click.IntRange(min=1),
-            default=256,
-            show_default=True,
-            help="Probe inputs kept; more are cut.",
-        ),
-        click.option(
-            "--probe",
-            type=click.Path(dir_okay=False),
-            help="Inputs (tensor, or dict with inputs/labels) saved with torch.save.",
-        ),
-        click.option(
-            "--input-shape", metavar="C,H,W", help="Shape of one input, for a random probe when none is stored."
-        ),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def dataset_options(command: Any) -> Any:
-    """``--data`` and how to read it; the reading options arrive gathered as ``data_options``."""
-
-    def gathered(*args: Any, **values: Any) -> Any:
-        keys = ("data_dir", "data_labels", "limit", "batch_size", "workers", "executor", "resume")
-        chosen = {key: values.pop(key) for key in keys}
-        data_options = {
-            "data_dir": chosen["data_dir"],
-            "labels": chosen["data_labels"],
-            "limit": chosen["limit"],
-            "batch_size": chosen["batch_size"],
-            "workers": chosen["workers"],
-            "executor": chosen["executor"],
-            "resume": chosen["resume"],
-        }
-        if values.get("data") is None and any(chosen[key] for key in ("data_labels", "limit", "resume")):
-            raise click.UsageError("--data-labels, --limit and --resume go with --data SOURCE")
-        return command(*args, data_options=data_options, **values)
-
-    gathered = functools.wraps(command)(gathered)
-    options = [
-        click.option(
-            "--data",
-            metavar="SOURCE",
-            help="A dataset for the dataset analyzers: mnist, fashion-mnist, cifar10 (NAME:train|test), "
-            "an image folder, or a .npy/.pt file.",
-        ),
-        click.option("--data-dir", type=click.Path(file_okay=False), help="Named datasets' folder [$INTROSPECT_DATA]."),
-        click.option("--data-labels", type=click.Path(dir_okay=False), help="Labels (.npy) for a .npy --data."),
-        click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Read N inputs of --data at most."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Batch size."),
-        click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="DataLoader workers."),
-        click.option(
-            "--executor",
-            default="local",
-            show_default=True,
-            metavar="local|ray[:ADDRESS]",
-            help="Where the dataset pass runs (with several checkpoints: where each one is analyzed): this "
-            "process, a local Ray cluster, or the Ray cluster at ADDRESS.",
-        ),
-        click.option(
-            "--resume",
-            is_flag=True,
-            help="Start the dataset pass from the record an interrupted run of the same analysis left beside -o.",
-        ),
-    ]
-    for option in reversed(options):
-        gathered = option(gathered)
-    return gathered
-
-
-@cli.command()
-@click.argument("checkpoints", nargs=-1, required=True, type=click.Path())
-@click.option("--all", "select_all", is_flag=True, help="Run every analyzer that applies.")
-@click.option("-a", "--analyzer", "names", multiple=True, metavar="NAME", help="Run this analyzer (repeatable).")
-@click.option("-x", "--exclude", multiple=True, metavar="NAME", help="Leave this analyzer out (repeatable).")
-@click.option(
-    "--option",
-    "option_texts",
-    multiple=True,
-    metavar="ANALYZER.KEY=VALUE",
-    help="Set an analyzer option, e.g. grad_cam.layer=layer4 (repeatable; 'introspect list NAME' shows them).",
-)
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    type=click.Path(),
-    metavar="DIRECTORY",
-    help="Gallery folder [default: introspect-<checkpoint name>].",
-)
-@click.option("--force", is_flag=True, help="Replace the gallery folder if it exists.")
-@click.option("--no-plugins", is_flag=True, help="Use only the built-in analyzers.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="SECONDS",
-    help="Time each phase may take: loading (with the --probe check), each analyzer, the gallery writing. "
-    "An analyzer past it is recorded as failed; loading or writing past it stops with exit 2 and no gallery.",
-)
-@click.option("--open", "open_browser", is_flag=True, help="Open the gallery in the default browser when there is one.")
-@click.option(
-    "--inputs",
-    "input_files",
-    multiple=True,
-    type=click.Path(),
-    metavar="PATH",
-    help="Explain these inputs instead of the probe: image files, a folder of images, an ImageFolder tree, "
-    "a .npy or .pt file (repeat for several; the checkpoint's preprocessing is applied).",
-)
-@dataset_options
-@checkpoint_options
-def analyze(
-    checkpoints: tuple[str, ...],
-    select_all: bool,
-    names: tuple[str, ...],
-    exclude: tuple[str, ...],
-    option_texts: tuple[str, ...],
-    out_dir: str | None,
-    force: bool,
-    no_plugins: bool,
-    timeout: float | None,
-    open_browser: bool,
-    input_files: tuple[str, ...],
-    data: str | None,
-    data_options: dict[str, Any],
-    **loading: Any,
-) -> int:
-    """Run analyzers on each CHECKPOINT and write one gallery (exit 1 if any analyzer failed).
-
-    With several checkpoints the gallery has a page per checkpoint and an index listing them.
-    """
-    from introspect.api import analyze as run_analysis
-    from introspect.dataset.on_ray import check_ray_installed
-    from introspect.dataset.plan import parse_executor
-    from introspect.options import parse_assignments, resolve_options
-    from introspect.registry import Registry
-    from introspect.report.outdir import claim_output_dir
-
-    if not select_all and not names:
-        raise click.UsageError("choose analyzers with --all or -a NAME ('introspect list' shows them)")
-    if input_files and loading.get("probe"):
-        raise click.UsageError("--inputs and --probe both give the probe: use one")
-    registry = Registry.default(load_plugins=False if no_plugins else None)
-    _warn_plugin_problems(registry.problems)
-    # checked before the folder is claimed, so a misspelt option leaves nothing behind
-    selected = registry.select(names, exclude=exclude, select_all=select_all)
-    options = resolve_options(selected, parse_assignments(option_texts))
-    executor, address = parse_executor(data_options["executor"])
-    if executor == "ray":
-        check_ray_installed()
-    out_dir = out_dir or (f"introspect-{Path(checkpoints[0]).stem}" if len(checkpoints) == 1 else "introspect-gallery")
-    # checked and locked before any analysis; the context releases the lock once the gallery is in place
-    click.get_current_context().with_resource(claim_output_dir(out_dir, force=force))
-    run = functools.partial(
-        run_analysis,
-        analyzers="all" if select_all else list(names),
-        exclude=exclude,
-        force=force,
-        registry=registry,
-        options=options,
-        data=data,
-        data_options=data_options,
-        input_files=input_files,
-        progress=_print_progress,
-        timeout=timeout,
-        **load_options_from(**loading),
-    )
-    if len(checkpoints) == 1:
-        report = run(checkpoints[0], out_dir=out_dir)
-        _report_problems(checkpoints[0], report)
-        index, exit_code = report.index_path, report.exit_code
-    elif executor == "ray":
-        index, exit_code = _analyze_on_ray(checkpoints, run, out_dir, force, address)
-    else:
-        index, exit_code = _analyze_into_collection(checkpoints, run, out_dir, force, timeout)
-    click.echo(str(index))
-    if open_browser:
-        open_in_browser(Path(index))
-    return exit_code
-
-
-def _report_problems(checkpoint: str, report: Any) -> None:
-    for warning in report.warnings:
-        click.echo(f"introspect: warning: {warning}", err=True)
-    for result in report.results:
-        if result.status == "failed":
-            click.echo(f"introspect: {checkpoint}: {result.name} failed: {result.reason}", err=True)
-
-
-def _analyze_into_collection(
-    checkpoints: tuple[str, ...], run: Any, out_dir: str, force: bool, timeout: float | None
-) -> tuple[Path, int]:
-    """Each checkpoint analyzed and its page written at once, so only one report is held at a time."""
-    from introspect.artifacts import slugify
-    from introspect.dataset.records import default_record_dir
-    from introspect.report import GalleryWriter
-    from introspect.runner import within_limit
-
-    exit_code = 0
-    with GalleryWriter(out_dir, force=force) as writer:
-        for checkpoint in checkpoints:
-            click.echo(f"introspect: analyzing {checkpoint}", err=True)
-            record_dir = default_record_dir(out_dir) / slugify(Path(checkpoint).stem)
-            report = run(
-                checkpoint, out_dir=None, data_options={**run.keywords["data_options"], "record_dir": record_dir}
-            )
-            _report_problems(checkpoint, report)
-            exit_code = max(exit_code, report.exit_code)
-            page = (Path(checkpoint).stem, report.subject, report.specs, report.results)
-            write = functools.partial(writer.add_page, *page)
-            failure = f"{out_dir}: the gallery was not written"
-            within_limit(write, timeout, f"writing the page of {checkpoint}", failure, gallery=out_dir)
-            del report, page, write  # the next checkpoint is loaded only after this one's memory is free
-    return writer.index_path, exit_code
-
-
-def _analyze_on_ray(
-    checkpoints: tuple[str, ...], run: Any, out_dir: str, force: bool, address: str | None
-) -> tuple[Path, int]:
-    """One Ray task per checkpoint; the pages are added here in the order given, as a local run adds them."""
-    from introspect.report import GalleryWriter
-    from introspect.sweeps import analyze_on_ray
-
-    analysis = {key: value for key, value in run.keywords.items() if key != "progress"}
-    with GalleryWriter(out_dir, force=force) as writer:
-        exit_code = analyze_on_ray(checkpoints, analysis, writer, address, functools.partial(click.echo, err=True))
-    return writer.index_path, exit_code
+cli.add_command(analyze)
 
 
 def usage_line(error: click.ClickException) -> str:
@@ -343,28 +61,6 @@ def usage_line(error: click.ClickException) -> str:
     if isinstance(error, click.UsageError) and context is not None:
         return f"{message} (see '{context.command_path} --help')"
     return message
-
-
-def open_in_browser(index: Path) -> None:
-    """Open ``index`` in the default browser; say so when there is none (a headless machine)."""
-    import webbrowser
-
-    try:
-        opened = webbrowser.open(index.resolve().as_uri())
-    except webbrowser.Error:
-        opened = False
-    if not opened:
-        click.echo("introspect: no browser to open the gallery with; open the path above yourself", err=True)
-
-
-def _print_progress(done: int, total: int, result: Any) -> None:
-    detail = f" ({result.reason})" if result.status == "skipped" else ""
-    click.echo(f"[{done}/{total}] {result.name}: {result.status} {result.seconds:.2f} s{detail}", err=True)
-
-
-def _warn_plugin_problems(problems: list[str]) -> None:
-    for problem in problems:
-        click.echo(f"introspect: warning: {problem}", err=True)
 
 
 @cli.command(name="list")
@@ -378,7 +74,7 @@ def list_command(names: tuple[str, ...], as_json: bool, no_plugins: bool) -> int
     from introspect.registry import Registry
 
     registry = Registry.default(load_plugins=False if no_plugins else None)
-    _warn_plugin_problems(registry.problems)
+    warn_plugin_problems(registry.problems)
     specs = registry.select(names) if names else list(registry)
     rows = [
         {"name": spec.name, "needs": describe_needs(spec.needs), "summary": spec.summary, "package": spec.package}

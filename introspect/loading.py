@@ -49,6 +49,16 @@ __all__ = [
 ]
 
 
+def _finish_model(parts: Parts, options: LoadOptions, kind: str, path: Path) -> None:
+    """Build the model with ``--arch`` when the file holds only weights, and make any model analyzable."""
+    if parts.metadata.get("format") == "torch.export" and parts.model is not None:
+        accept_any_batch_size(parts.model)  # before the probe check, which runs one input
+    if options.arch and (kind in ("torch-zip", "torch-legacy")) and parts.model is None:
+        rebuild_with_arch(parts, options, str(path))
+    if parts.model is not None:
+        returning_logits(parts.model)  # tuples, dicts and ModelOutputs reach the analyzers as their logits
+
+
 def load_checkpoint(path: str | os.PathLike[str], options: LoadOptions | None = None, **overrides: Any) -> Subject:
     """Load any checkpoint as far as it safely can be.
 
@@ -65,12 +75,7 @@ def load_checkpoint(path: str | os.PathLike[str], options: LoadOptions | None = 
     path = Path(path)
     kind = sniff_format(path)
     parts = read_parts(path, kind, options)
-    if parts.metadata.get("format") == "torch.export" and parts.model is not None:
-        accept_any_batch_size(parts.model)  # before the probe check, which runs one input
-    if options.arch and (kind in ("torch-zip", "torch-legacy")) and parts.model is None:
-        rebuild_with_arch(parts, options, str(path))
-    if parts.model is not None:
-        returning_logits(parts.model)  # tuples, dicts and ModelOutputs reach the analyzers as their logits
+    _finish_model(parts, options, kind, path)
     attach_probe(parts, options, path)
     device = resolve_device(options.device)
     if parts.model is not None:

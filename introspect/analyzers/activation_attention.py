@@ -25,14 +25,8 @@ from introspect.analyzers._attention import (
     token_heatmaps,
     token_labels,
 )
-from introspect.analyzers._attribution import (
-    ProbeSelection,
-    choose_probe,
-    colourize,
-    in_eval_mode,
-    overlay,
-    strip_figure,
-)
+from introspect.analyzers._attribution import ProbeSelection, choose_probe, in_eval_mode
+from introspect.analyzers._attribution_maps import colourize, overlay, strip_figure
 from introspect.analyzers._shared import display_images
 from introspect.artifacts import Artifact
 from introspect.attention import (
@@ -256,6 +250,19 @@ def _vision_rollout(
     return Artifact(name="attention-rollout", caption=caption, figure=figure, data=data, summary=summary)
 
 
+def _text_summary(capture: AttentionCapture, num_sequences: int) -> dict:
+    """The numbers of a text model's attention: per layer, how spread the rows are and how much goes to token 0."""
+    return {
+        "layers": list(capture.layers),
+        "num_heads": int(capture.weights[0].shape[1]),
+        "num_tokens": capture.num_tokens,
+        "num_sequences": num_sequences,
+        "mean_row_entropy": [row_entropy(weights) for weights in capture.weights],
+        "mean_attention_to_first_token": [float(weights[..., 0].double().mean()) for weights in capture.weights],
+        "family": capture.family,
+    }
+
+
 def _text_maps(probe: ProbeSelection, capture: AttentionCapture, labels: list[str], max_heads: int) -> list[Artifact]:
     tokens = token_labels(probe.inputs)
     averaged = np.stack([weights.double().mean(dim=1).numpy() for weights in capture.weights], axis=1)
@@ -275,15 +282,7 @@ def _text_maps(probe: ProbeSelection, capture: AttentionCapture, labels: list[st
         "Row i is how query token i spreads its attention over the key tokens (each row sums to 1); all panels "
         f"share one colour scale; axes are labelled with {axis_words}."
     )
-    summary = {
-        "layers": list(capture.layers),
-        "num_heads": int(capture.weights[0].shape[1]),
-        "num_tokens": capture.num_tokens,
-        "num_sequences": len(probe.indices),
-        "mean_row_entropy": [row_entropy(weights) for weights in capture.weights],
-        "mean_attention_to_first_token": [float(weights[..., 0].double().mean()) for weights in capture.weights],
-        "family": capture.family,
-    }
+    summary = _text_summary(capture, len(probe.indices))
     shown_heads = f"heads 0 to {num_heads - 1} of {len(last)}" if num_heads < len(last) else "every head"
     return [
         Artifact(

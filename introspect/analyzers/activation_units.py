@@ -147,6 +147,13 @@ def measure_layers(
     return results, calls
 
 
+RECURRENT_NOTE = (
+    " Recurrent layers (RNN, LSTM, GRU) return tuples and are measured by their first tensor, the output at "
+    "every time step, each hidden unit counting as one unit; their values lie in (-1, 1) unless they use "
+    "ReLU or a projection."
+)
+
+
 @analyzer(needs=Needs.FORWARD)
 def activation_health(
     subject: Subject,
@@ -187,12 +194,7 @@ def activation_health(
     types = {name: type(modules[name]).__name__ for name in health}
     artifacts = [_fractions_artifact(health, types, fallback, [name for name, count in calls.items() if count > 1])]
     if any(name in health for name in recurrent):
-        note = (
-            " Recurrent layers (RNN, LSTM, GRU) return tuples and are measured by their first tensor, the output at "
-            "every time step, each hidden unit counting as one unit; their values lie in (-1, 1) unless they use "
-            "ReLU or a projection."
-        )
-        artifacts[0] = dataclasses.replace(artifacts[0], caption=artifacts[0].caption + note)
+        artifacts[0] = dataclasses.replace(artifacts[0], caption=artifacts[0].caption + RECURRENT_NOTE)
     shown = evenly_spaced(list(health), max_layers)
     histograms = {name: _histogram(health[name], kinds[name][1], bins) for name in shown}
     for start in range(0, len(shown), LAYERS_PER_PAGE):

@@ -20,15 +20,11 @@ from introspect.analyzers._attribution import (
     ProbeSelection,
     affordable_passes,
     attribute,
-    channel_maps,
     choose_probe,
     estimate_macs,
-    flat_map_counts,
-    flat_map_note,
     in_eval_mode,
-    strip_figure,
-    tiles_for,
 )
+from introspect.analyzers._attribution_maps import channel_maps, flat_map_counts, flat_map_note, strip_figure, tiles_for
 from introspect.analyzers._sequences import sequence_layout, sequence_maps_figure
 from introspect.analyzers._shared import display_images
 from introspect.artifacts import Artifact

@@ -19,15 +19,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from introspect._lazy import lazy_import
-from introspect.analyzers._attribution import (
-    ProbeSelection,
-    choose_probe,
-    flat_map_counts,
-    flat_map_note,
-    in_eval_mode,
-    strip_figure,
-    tiles_for,
-)
+from introspect.analyzers._attribution import ProbeSelection, choose_probe, in_eval_mode
+from introspect.analyzers._attribution_maps import flat_map_counts, flat_map_note, strip_figure, tiles_for
 from introspect.analyzers._shared import display_images
 from introspect.artifacts import Artifact
 from introspect.attention import TokenLayout, attention_layer_names, token_layout

@@ -14,15 +14,13 @@ from introspect.analyzers._attribution import (
     INTERNAL_BATCH_SIZE,
     ProbeSelection,
     affordable_passes,
-    channel_maps,
     choose_probe,
     estimate_macs,
     in_eval_mode,
     occlusion_window,
     row_cap,
-    strip_figure,
-    tiles_for,
 )
+from introspect.analyzers._attribution_maps import channel_maps, strip_figure, tiles_for
 from introspect.analyzers._shared import display_images
 from introspect.artifacts import Artifact
 from introspect.needs import Needs
@@ -32,6 +30,7 @@ from introspect.spec import analyzer
 POSITION = 9
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from introspect.subject import Subject
@@ -77,6 +76,19 @@ def occlusion(
         "positions per image) "
         f"for {len(probe.indices)} probe images{probe.note}; each map is scaled to its own largest drop."
     )
+    data, summary = _occlusion_numbers(result, maps, probe, (window_h, window_w), (stride_h, stride_w), positions)
+    return [Artifact(name="occlusion", caption=caption, figure=figure, data=data, summary=summary)]
+
+
+def _occlusion_numbers(
+    result: torch.Tensor,
+    maps: np.ndarray,
+    probe: ProbeSelection,
+    window: tuple[int, int],
+    stride: tuple[int, int],
+    positions: int,
+) -> tuple[dict, dict]:
+    """The artifact's data (attributions, maps, which images) and summary (geometry, largest drops)."""
     data = {
         "attributions": result.cpu().double().numpy(),
         "maps": maps,
@@ -84,14 +96,14 @@ def occlusion(
         "targets": probe.target_array(),
     }
     summary = {
-        "window": [window_h, window_w],
-        "stride": [stride_h, stride_w],
+        "window": list(window),
+        "stride": list(stride),
         "positions": positions,
         "num_images": len(probe.indices),
         "max_drop": float(maps.max()),
         "min_drop": float(maps.min()),
     }
-    return [Artifact(name="occlusion", caption=caption, figure=figure, data=data, summary=summary)]
+    return data, summary
 
 
 def _occlusion_geometry(

@@ -12,12 +12,11 @@ from introspect.analyzers._attribution import (
     ProbeSelection,
     affordable_passes,
     attribute,
-    channel_maps,
     choose_probe,
-    colourize,
     estimate_macs,
     in_eval_mode,
 )
+from introspect.analyzers._attribution_maps import channel_maps, colourize
 from introspect.analyzers._faithfulness import (
     average_ranks as average_ranks,  # re-exported: it was defined here before
 )
@@ -79,27 +78,17 @@ def saliency_sanity(
     max_steps = min(max_steps, max(2, int(affordable_passes(subject, macs) / 3) - 2))
     counts = cut_points(len(layers), max_steps)
     probe = choose_probe(subject, max_per_class, max_images, forward_passes=3 * (len(counts) + 1), macs=macs)
-    image_shape = subject.task.image_shape
-    trained = saliency_maps(subject.model, probe, image_shape)
+    trained = saliency_maps(subject.model, probe, subject.task.image_shape)
     randomized = randomized_maps(subject, probe, layers, counts)
-    spearman = np.array([[rank_correlation(trained[i], maps[i]) for i in range(len(trained))] for maps in randomized])
     images = display_images(subject, probe.inputs)
-    edges = sobel_magnitude(images.mean(axis=3))
-    edge_spearman = np.array([rank_correlation(trained[i], edges[i]) for i in range(len(trained))])
+    spearman, edge_spearman = _correlations(trained, randomized, images)
     modules = dict(subject.model.named_modules())
     labels = ["none"] + [_step_label(layers[count - 1], modules) for count in counts[1:]]
     baseline = random_pair_similarities(trained, seed=subject.seed)
     band = baseline_band(baseline)
     verdict, sentence = _verdict(spearman, edge_spearman, len(layers), band)
     figure = _sanity_figure(spearman, edge_spearman, labels, images[0], trained[0], randomized, probe.titles[0], band)
-    skipped = (
-        f" Correlations are computed after {len(counts) - 1} of the {len(layers)} cumulative steps (evenly spaced)."
-        if len(counts) - 1 < len(layers)
-        else ""
-    )
-    caption = (
-        f"Saliency model-parameter randomization test on {len(trained)} probe images{probe.note}. {sentence}{skipped}"
-    )
+    caption = _sanity_caption(len(trained), probe.note, sentence, len(counts) - 1, len(layers))
     data = {
         "counts": np.array(counts),
         "spearman": spearman,
@@ -109,17 +98,49 @@ def saliency_sanity(
         "randomized_maps": np.stack(randomized),
         "indices": probe.indices,
     }
-    summary = {
+    summary = _sanity_summary(verdict, labels, spearman, edge_spearman, band, len(layers))
+    return [Artifact(name="randomization", caption=caption, figure=figure, data=data, summary=summary)]
+
+
+def _sanity_caption(num_images: int, note: str, sentence: str, num_steps: int, num_layers: int) -> str:
+    """The test, its verdict sentence, and how many of the cumulative steps were measured when not all."""
+    skipped = (
+        f" Correlations are computed after {num_steps} of the {num_layers} cumulative steps (evenly spaced)."
+        if num_steps < num_layers
+        else ""
+    )
+    return f"Saliency model-parameter randomization test on {num_images} probe images{note}. {sentence}{skipped}"
+
+
+def _correlations(
+    trained: np.ndarray, randomized: list[np.ndarray], images: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rank correlations with the trained maps: (steps, images) of the randomized maps, (images,) of Sobel edges."""
+    spearman = np.array([[rank_correlation(trained[i], maps[i]) for i in range(len(trained))] for maps in randomized])
+    edges = sobel_magnitude(images.mean(axis=3))
+    edge_spearman = np.array([rank_correlation(trained[i], edges[i]) for i in range(len(trained))])
+    return spearman, edge_spearman
+
+
+def _sanity_summary(
+    verdict: str,
+    labels: list[str],
+    spearman: np.ndarray,
+    edge_spearman: np.ndarray,
+    band: tuple[float, float],
+    num_layers: int,
+) -> dict:
+    """The verdict and the mean correlation per step, rounded for the manifest."""
+    return {
         "verdict": verdict,
         "layers": labels,
         "mean_spearman": [_round(value) for value in np.nanmean(spearman, axis=1)],
         "edge_spearman": _round(np.nanmean(edge_spearman)),
         "baseline_mean": _round(band[0]),
         "baseline_std": _round(band[1]),
-        "num_layers": len(layers),
-        "num_images": len(trained),
+        "num_layers": num_layers,
+        "num_images": len(edge_spearman),
     }
-    return [Artifact(name="randomization", caption=caption, figure=figure, data=data, summary=summary)]
 
 
 def _step_label(name: str, modules: dict[str, nn.Module]) -> str:

@@ -18,13 +18,13 @@ from introspect.analyzers._attribution import (
     ProbeSelection,
     affordable_passes,
     attribute,
-    channel_maps,
     choose_probe,
     estimate_macs,
     in_eval_mode,
     occlusion_window,
     row_cap,
 )
+from introspect.analyzers._attribution_maps import channel_maps
 from introspect.analyzers._scorecard_table import scorecard_artifact
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs

@@ -327,16 +327,7 @@ def model_summary(subject: Subject, /, *, batch_size: int = 2, max_rows: int = M
         f"{len(rows)} layer calls for an input of shape {shape}; {totals['total_params']:,} parameters "
         f"({totals['frozen_params']:,} frozen)."
     )
-    if counted != totals["total_params"]:
-        caption += f" {totals['total_params'] - counted:,} parameters belong to modules the forward pass did not call."
-    if any(isinstance(module, torch.nn.RNNBase) for _, module, _ in calls):
-        caption += (
-            " A recurrent layer's row shows its output, then its final states (h_n, c_n for an LSTM) in "
-            "parentheses, (num_layers x directions, batch, hidden): -1 marks the batch wherever it is."
-        )
-    guess = subject.metadata.get("input_shape_guess")
-    if guess:
-        caption += f" Note: {guess}; if it is wrong, pass --input-shape."
+    caption += _summary_notes(subject, calls, totals["total_params"] - counted)
     if len(rows) > max_rows:
         caption += f" Only the first {max_rows} of {len(rows)} rows are listed."
     table_rows = [
@@ -359,3 +350,19 @@ def model_summary(subject: Subject, /, *, batch_size: int = 2, max_rows: int = M
             summary=totals,
         ),
     ]
+
+
+def _summary_notes(subject: Subject, calls: list[tuple[str, nn.Module, Any]], uncalled_params: int) -> str:
+    """Caption sentences for what the table cannot show: uncalled modules, recurrent states, a guessed shape."""
+    notes = ""
+    if uncalled_params:
+        notes += f" {uncalled_params:,} parameters belong to modules the forward pass did not call."
+    if any(isinstance(module, torch.nn.RNNBase) for _, module, _ in calls):
+        notes += (
+            " A recurrent layer's row shows its output, then its final states (h_n, c_n for an LSTM) in "
+            "parentheses, (num_layers x directions, batch, hidden): -1 marks the batch wherever it is."
+        )
+    guess = subject.metadata.get("input_shape_guess")
+    if guess:
+        notes += f" Note: {guess}; if it is wrong, pass --input-shape."
+    return notes

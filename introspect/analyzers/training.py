@@ -11,6 +11,11 @@ import numpy as np
 
 from introspect import history as history_module
 from introspect._lazy import lazy_import
+from introspect.analyzers._curves import (
+    LOG_SCALE_RATIO,  # noqa: F401 - re-exported: it was defined here before
+    curves_figure,
+    value_at,
+)
 from introspect.artifacts import Artifact
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
@@ -22,8 +27,6 @@ POSITION = 5
 
 if TYPE_CHECKING:
     import torch
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
     from torch import nn
 
     from introspect.subject import Subject
@@ -31,7 +34,6 @@ else:
     torch = lazy_import("torch")
 
 NUM_POINTS = 400
-LOG_SCALE_RATIO = 50.0
 MATCH_TOLERANCE = 1e-3
 _KNOWN_SERIES = (
     "train_loss",
@@ -55,11 +57,6 @@ def numeric_series(values: Any) -> np.ndarray | None:
         return None
 
 
-def _marker(num_points: int) -> str:
-    """Dots on short curves; long ones (hundreds of epochs) read better as plain lines."""
-    return "." if num_points <= 60 else ""
-
-
 def best_epoch_of(history: Mapping[str, Any]) -> int | None:
     """The best epoch by :func:`introspect.history.best_epoch`, the one definition the comparison table uses too.
 
@@ -67,14 +64,6 @@ def best_epoch_of(history: Mapping[str, Any]) -> int | None:
     drawn, and the comparison of checkpoints would then mark a different epoch than this figure.
     """
     return history_module.best_epoch(history)
-
-
-def value_at(series: np.ndarray | None, epochs: np.ndarray, epoch: int | None) -> float | None:
-    """The value a series has at ``epoch`` (``None`` when it was not recorded then)."""
-    if series is None or epoch is None:
-        return None
-    where = np.flatnonzero(epochs[: len(series)] == epoch)
-    return float(series[where[0]]) if where.size and np.isfinite(series[where[0]]) else None
 
 
 def _last(series: np.ndarray | None) -> float | None:
@@ -108,76 +97,6 @@ def _range(values: np.ndarray | None) -> list[float] | None:
     return [float(np.nanmin(values)), float(np.nanmax(values))]
 
 
-def _plot_pair(axes: Axes, epochs: np.ndarray, series: dict, stem: str, best: int | None) -> None:
-    for split, colour in (("train", "tab:blue"), ("val", "tab:orange")):
-        values = series.get(f"{split}_{stem}")
-        if values is not None:
-            label = "validation" if split == "val" else split
-            axes.plot(epochs[: len(values)], values, marker=_marker(len(values)), color=colour, label=label)
-    values = series.get(f"val_{stem}")
-    at_best = value_at(values, epochs, best)
-    if at_best is not None:
-        axes.plot(
-            [best],
-            [at_best],
-            marker="*",
-            markersize=12,
-            color="tab:red",
-            linestyle="none",
-            label=f"best (epoch {best})",
-        )
-    finite = np.concatenate([v[np.isfinite(v)] for k, v in series.items() if k.endswith(stem)] or [np.array([])])
-    if stem == "loss" and finite.size and finite.min() > 0 and finite.max() / finite.min() > LOG_SCALE_RATIO:
-        axes.set_yscale("log")
-    axes.set_ylabel(stem)
-    axes.legend(fontsize=8)
-
-
-def _plot_timing(axes: Axes, epochs: np.ndarray, series: dict) -> None:
-    if series.get("seconds_per_batch") is not None:
-        values = series["seconds_per_batch"] * 1000.0
-        axes.plot(epochs[: len(values)], values, marker=_marker(len(values)), color="tab:green")
-        axes.set_ylabel("ms per batch")
-    else:
-        values = series["seconds_per_epoch"]
-        axes.plot(epochs[: len(values)], values, marker=_marker(len(values)), color="tab:green")
-        axes.set_ylabel("seconds per epoch")
-    axes.set_ylim(bottom=0)
-
-
-def _plot_rate(axes: Axes, epochs: np.ndarray, values: np.ndarray) -> None:
-    axes.plot(epochs[: len(values)], values, marker=_marker(len(values)), color="tab:purple")
-    finite = values[np.isfinite(values)]
-    if finite.size and finite.min() > 0 and finite.max() / finite.min() > 10:
-        axes.set_yscale("log")
-    axes.set_ylabel("learning rate")
-
-
-def _curves_figure(
-    epochs: np.ndarray, series: dict, panels: list[str], small: list[str], rate: str | None, best: int | None
-) -> Figure:
-    """Loss/accuracy panels, then short timing and learning-rate panels, on one epoch axis."""
-    from matplotlib.ticker import MaxNLocator
-
-    figure = new_figure(7, 2.4 * len(panels) + 1.6 * len(small) + 0.4)
-    ratios = [1.5] * len(panels) + [1.0] * len(small)
-    axes_list = figure.subplots(len(ratios), 1, sharex=True, squeeze=False, height_ratios=ratios)[:, 0]
-    for axes, stem in zip(axes_list, panels):
-        _plot_pair(axes, epochs, series, stem, best)
-    for axes, name in zip(axes_list[len(panels) :], small):
-        if name == "timing":
-            _plot_timing(axes, epochs, series)
-        else:
-            _plot_rate(axes, epochs, series[rate])
-    for axes in axes_list:
-        if best is not None:
-            axes.axvline(best, color="tab:red", linestyle=":", linewidth=1)
-        axes.grid(alpha=0.3)
-    axes_list[-1].set_xlabel("epoch")
-    axes_list[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
-    return figure
-
-
 @analyzer(needs=Needs.HISTORY)
 def training_curves(subject: Subject, /) -> list[Artifact]:
     """Loss and accuracy per epoch for training and validation, the best epoch marked, and time per batch.
@@ -201,7 +120,7 @@ def training_curves(subject: Subject, /) -> list[Artifact]:
     epochs = np.arange(1, length + 1, dtype=np.float64) if epochs is None or len(epochs) < length else epochs
     best = best_epoch_of(history)
     small = [name for name, present in (("timing", timing), ("rate", rate is not None)) if present]
-    figure = _curves_figure(epochs, series, panels, small, rate, best)
+    figure = curves_figure(epochs, series, panels, small, rate, best)
     summary = curve_summary(series, epochs, best)
     return [
         Artifact(

@@ -10,6 +10,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from introspect._lazy import lazy_import
+from introspect.analyzers._receptive_fields import (
+    dense_layers,
+    field_figure,
+    field_image,  # noqa: F401 - re-exported: it was defined here before
+    receptive_products,
+)
 from introspect.analyzers._shared import evenly_spaced
 from introspect.artifacts import Artifact
 from introspect.capture import leaf_layers
@@ -283,100 +289,6 @@ def kernel_grids(
     return artifacts
 
 
-def dense_layers(subject: Subject) -> list[tuple[str, np.ndarray]]:
-    """Dense weight matrices in order; :class:`SkipAnalyzer` when a conv layer sees the pixels first."""
-    if subject.model is not None:
-        found = []
-        for name, module in leaf_layers(subject.model):
-            if isinstance(module, torch.nn.modules.conv._ConvNd) and not found:
-                raise SkipAnalyzer(
-                    "a convolution layer comes before the first dense layer, so dense weights do not map to pixels"
-                )
-            if isinstance(module, torch.nn.Linear):
-                found.append((name, subject.weights.get(f"{name}.weight", module.weight)))
-    else:
-        matrices = {key: tensor for key, tensor in subject.weights.items() if key.endswith("weight")}
-        if any(tensor.dim() >= 3 for tensor in matrices.values()):
-            raise SkipAnalyzer("the weights include convolution kernels, so dense weights do not map to pixels")
-        found = [(key.rpartition(".")[0] or key, tensor) for key, tensor in matrices.items() if tensor.dim() == 2]
-    if not found:
-        raise SkipAnalyzer("the model has no dense (linear) layers")
-    return [(name, tensor.detach().cpu().double().numpy()) for name, tensor in found]
-
-
-def receptive_products(
-    layers: list[tuple[str, np.ndarray]], num_inputs: int
-) -> tuple[list[tuple[str, np.ndarray]], str]:
-    """``[(name, W_k ... W_1)]`` along the chain of dense layers whose shapes connect.
-
-    Returns the products and a note naming where the chain stopped, if it did.
-    """
-    first_name, first = layers[0]
-    if first.shape[1] != num_inputs:
-        raise SkipAnalyzer(
-            f"the first dense layer {first_name} takes {first.shape[1]} inputs, not the {num_inputs} input pixels"
-        )
-    products = [(first_name, first)]
-    for name, weight in layers[1:]:
-        if weight.shape[1] != products[-1][1].shape[0]:
-            before = products[-1][1].shape[0]
-            return (
-                products,
-                f" The chain stops before {name}: its {weight.shape[1]} inputs do not match the {before} outputs "
-                "before it.",
-            )
-        products.append((name, weight @ products[-1][1]))
-    return products, ""
-
-
-def field_image(fields: np.ndarray, limit: float, pad: int) -> tuple[np.ndarray, bool]:
-    """Montage of ``(N, C, H, W)`` fields with ``pad`` pixels between tiles and above the first row (for labels)."""
-    if fields.shape[1] == 3:
-        tiles, fill, rgb = np.clip(0.5 + 0.5 * fields.transpose(0, 2, 3, 1) / limit, 0.0, 1.0), 1.0, True
-    else:
-        tiles, fill, rgb = fields.mean(axis=1), np.nan, False
-    image = montage(tiles, padding=pad, fill=fill)
-    top = np.full((pad, *image.shape[1:]), fill)
-    return np.concatenate([top, image]), rgb
-
-
-def _field_figure(name: str, fields: np.ndarray, labels: list[str], limit: float) -> Figure:
-    height, width = fields.shape[2:]
-    pad = max(2, height // 3)
-    image, rgb = field_image(fields, limit, pad)
-    columns = (image.shape[1] + pad) // (width + pad)
-    figure = new_figure(*_field_inches(image))
-    axes = figure.add_subplot()
-    shown = (
-        axes.imshow(image, interpolation="nearest")
-        if rgb
-        else axes.imshow(image, cmap=diverging_colormap(), vmin=-limit, vmax=limit, interpolation="nearest")
-    )
-    for index, label in enumerate(labels):
-        row, column = divmod(index, columns)
-        axes.text(
-            column * (width + pad) + width / 2,
-            pad + row * (height + pad) - 0.6,
-            label,
-            ha="center",
-            va="bottom",
-            fontsize=7,
-            clip_on=True,
-        )
-    axes.set_xticks([])
-    axes.set_yticks([])
-    if not rgb:
-        figure.colorbar(shown, ax=axes, shrink=0.8, pad=0.02).ax.tick_params(labelsize=7)
-    axes.set_title(f"{short_label(name)}: linear receptive fields", fontsize=10)
-    return figure
-
-
-def _field_inches(image: np.ndarray) -> tuple[float, float]:
-    height, width = image.shape[:2]
-    scale = min(7.0 / width, 7.0 / height, 0.3)
-    return max(width * scale, 2.5) + 1.0, max(height * scale, 2.0) + 0.5
-
-
 def _field_artifact(
     name: str, depth: int, product: np.ndarray, labels: Sequence[str], subject: Subject, max_units: int
 ) -> Artifact:
@@ -384,7 +296,7 @@ def _field_artifact(
     selected = strongest(norms, max_units)
     fields = product[selected].reshape(len(selected), *subject.task.image_shape)
     limit = symmetric_limit(fields)
-    figure = _field_figure(name, fields, [labels[index] for index in selected], limit)
+    figure = field_figure(name, fields, [labels[index] for index in selected], limit)
     channels = subject.task.image_shape[0]
     product_text = "W_1" if depth == 1 else " ".join(f"W_{k}" for k in range(depth, 0, -1))
     caption = (
