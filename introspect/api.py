@@ -135,7 +135,7 @@ def analyze(
             ``resume``, ``record_dir`` (see :func:`~introspect.dataset.plan.plan_for`); with ``out_dir`` the
             pass is recorded beside the gallery unless ``record_dir`` says where, without either ``resume``
             is refused.
-        input_files: image files, folders or ``.npy``/``.pt`` files replacing the probe (:mod:`introspect.inputs`).
+        input_files: images, folders, ``.npy``/``.pt`` or texts (``.txt``) to use as the probe (:mod:`~.inputs`).
         **load_options: fields of :class:`~introspect.loading.LoadOptions` for checkpoint paths.
     """
     # The folder is checked and locked before any work, until the gallery is in place.

@@ -51,7 +51,8 @@ from introspect.cli_options import checkpoint_options, dataset_options, load_opt
     type=click.Path(),
     metavar="PATH",
     help="Explain these inputs instead of the probe: image files, a folder of images, an ImageFolder tree, "
-    "a .npy or .pt file (repeat for several; the checkpoint's preprocessing is applied).",
+    "a .npy or .pt file, or for a text model with a tokenizer a .txt of texts, one per line (repeat for "
+    "several; the checkpoint's preprocessing is applied).",
 )
 @dataset_options
 @checkpoint_options

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from introspect._lazy import lazy_import
 from introspect.budget import Budget
 from introspect.errors import CheckpointError
 from introspect.subject import Task
+from introspect.text import tokenizer_file
 from introspect.validate import MAX_CONFIG_ITEMS, ConfigError, check_plain
 
 if TYPE_CHECKING:
@@ -162,6 +164,16 @@ def _built(model_class: type, hf_config: Any, source: str) -> nn.Module:
         return model_class(hf_config)
     except Exception as error:  # a config that passed parsing may still not build
         raise ConfigError(f"{source}: {model_class.__name__} cannot be built from config.json: {error}") from error
+
+
+def hf_tokenizer_metadata(folder: Path) -> dict[str, Any]:
+    """``{"tokenizer_file": path}`` when the folder holds a tokenizer introspect can read as data, else ``{}``.
+
+    Only the path is kept: the tokenizer is loaded when texts or tokens need it (:mod:`introspect.text`),
+    so a subject stays plain to pickle, and a folder's bad tokenizer fails only what uses it.
+    """
+    found = tokenizer_file(folder)
+    return {"tokenizer_file": str(found)} if found is not None else {}
 
 
 def hf_details(config: Mapping[str, Any], model: nn.Module) -> dict[str, Any]:

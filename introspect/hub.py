@@ -132,6 +132,7 @@ def _rebuild_hf(parts: Parts, located: Located, options: LoadOptions, source: st
     parts.model = hf_models.build_hf_model(config, parts.state_dict, options.budget, source)
     parts.task = hf_models.hf_task(parts.model, config, located.preprocessor)
     parts.model_note = f"rebuilt as transformers' {type(parts.model).__name__} from config.json"
+    parts.metadata.update(hf_models.hf_tokenizer_metadata(located.folder))
     parts.metadata["details"].update(
         {k: v for k, v in hf_models.hf_details(config, parts.model).items() if v is not None}
     )

@@ -1,9 +1,11 @@
-"""The user's own inputs as the probe: ``--inputs a.png b.png``, a folder of images, an ImageFolder, a tensor file.
+"""The user's own inputs as the probe: ``--inputs a.png b.png``, a folder of images, an ImageFolder, a tensor file,
+or for a text classifier with a tokenizer in its folder, a ``.txt`` file of texts, one per line.
 
 "Explain these three pictures" is the first thing a user asks. Each path is opened as a small
 dataset (image files are converted to the model's channels and resized to its input size), the
 checkpoint's own preprocessing is applied as in a dataset pass, and the result replaces the probe.
-An ImageFolder's class names give labels where they are the checkpoint's class names.
+An ImageFolder's class names give labels where they are the checkpoint's class names. Texts are
+tokenized by the folder's tokenizer and padded to one length (:mod:`introspect.text`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,16 @@ from introspect._lazy import lazy_import
 from introspect.dataset.base import DataError, DataSource, image_transform
 from introspect.dataset.preprocess import Preprocessing
 from introspect.dataset.sources import IMAGE_SUFFIXES, batches, open_source
+from introspect.probes import token_vocabulary
+from introspect.text import (
+    TEXT_SUFFIXES,
+    encode_texts,
+    mask_padding,
+    pad_id,
+    read_texts,
+    subject_tokenizer,
+    text_length,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -59,27 +71,31 @@ def with_inputs(subject: Subject, paths: Sequence[str | os.PathLike[str]], max_i
     """
     if subject.model is None:
         raise DataError("--inputs needs a model to explain, and this checkpoint has only weights")
+    texts = TextInputs.for_subject(subject) if any(_is_text(Path(path)) for path in paths) else None
     inputs, labels, names = [], [], []
     for path in map(Path, paths):
-        source = _open(path, subject.task.image_shape)
         room = max_inputs - sum(len(batch) for batch in inputs)
         if room <= 0:
             break
-        prepare = Preprocessing(subject.task, source)
-        for batch in batches(source, batch_size=64, limit=room):
-            batch = prepare(batch)
-            inputs.append(batch.inputs)
-            labels.append(_model_labels(batch.labels, source, subject.task.class_names))
+        if texts is not None and _is_text(path):
+            inputs.append(texts.read(path, room))
+            labels.append(None)
+        else:
+            _read_data(subject, path, room, inputs, labels)
         names.append(path.name)
     if not inputs:
         raise DataError("--inputs found no inputs in " + ", ".join(map(str, paths)))
     probe = torch.cat(inputs)
+    if texts is not None:
+        subject = texts.applied_to(subject)
     _check_the_model_takes(subject, probe)
     known = all(part is not None for part in labels)
     shown = ", ".join(names[:NAMED_FILES]) + (
         f" and {len(names) - NAMED_FILES} more" if len(names) > NAMED_FILES else ""
     )
     note = f"from {shown} via --inputs" + ("" if known else ", without labels")
+    if texts is not None:
+        note += f"; texts as {probe.shape[1]} tokens each, padding masked"
     return dataclasses.replace(
         subject,
         probe_inputs=probe,
@@ -87,6 +103,57 @@ def with_inputs(subject: Subject, paths: Sequence[str | os.PathLike[str]], max_i
         probe_is_synthetic=False,
         metadata={**subject.metadata, "probe_note": note},
     )
+
+
+def _read_data(subject: Subject, path: Path, room: int, inputs: list, labels: list) -> None:
+    """Append up to ``room`` inputs of an image, image folder or data file (and their labels) to the lists."""
+    source = _open(path, subject.task.image_shape)
+    prepare = Preprocessing(subject.task, source)
+    for batch in batches(source, batch_size=64, limit=room):
+        batch = prepare(batch)
+        inputs.append(batch.inputs)
+        labels.append(_model_labels(batch.labels, source, subject.task.class_names))
+
+
+def _is_text(path: Path) -> bool:
+    return path.suffix.lower() in TEXT_SUFFIXES and not path.is_dir()
+
+
+@dataclasses.dataclass(frozen=True)
+class TextInputs:
+    """How a text classifier's texts become token ids: its tokenizer, a fixed length and the pad id."""
+
+    tokenizer: Any
+    length: int
+    padding: int
+
+    @classmethod
+    def for_subject(cls, subject: Subject) -> TextInputs:
+        """The subject's tokenizer and lengths.
+
+        Raises:
+            DataError: the model takes no token ids, or its folder has no tokenizer.
+            CheckpointError: the folder's tokenizer file is unsafe or unreadable.
+        """
+        if subject.model is None or token_vocabulary(subject.model) is None:
+            raise DataError("--inputs with a .txt file needs a text model (one that takes token ids)")
+        tokenizer = subject_tokenizer(subject)
+        if tokenizer is None:
+            raise DataError(
+                "--inputs with a .txt file needs a tokenizer (tokenizer.json or vocab.txt) in the model folder, "
+                "and this checkpoint has none"
+            )
+        return cls(tokenizer, text_length(subject.model), pad_id(tokenizer, subject.model))
+
+    def read(self, path: Path, room: int) -> torch.Tensor:
+        """At most ``room`` texts of ``path`` as (N, length) token ids."""
+        return encode_texts(self.tokenizer, read_texts(path)[:room], self.length, self.padding)
+
+    def applied_to(self, subject: Subject) -> Subject:
+        """``subject`` with its model masking the padding and its task taking ``length`` tokens."""
+        mask_padding(subject.model, self.padding)
+        task = dataclasses.replace(subject.task, input_shape=(self.length,))
+        return dataclasses.replace(subject, task=task, metadata={**subject.metadata, "text_pad_id": self.padding})
 
 
 def _open(path: Path, image_shape: tuple[int, int, int] | None) -> DataSource:

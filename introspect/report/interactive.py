@@ -1,10 +1,12 @@
 """Interactive views: numbers an analyzer hands the page, which draws them in the browser, offline.
 
 An :class:`~introspect.artifacts.Artifact` may carry ``interactive``, a mapping with a ``kind``.
-The one kind today is ``"scatter"`` (see :func:`scatter_view`): points in one or more 2-D views,
-a class per point, and optionally a thumbnail per point shown on hover. The writer keeps the
-numbers in the manifest and turns the thumbnails into one sprite sheet beside the figures, so the
-page needs no server and no network, and rendering again from ``manifest.json`` gives the same view.
+Two kinds: ``"scatter"`` (see :func:`scatter_view`): points in one or more 2-D views, a class per
+point, and optionally a thumbnail per point shown on hover; and ``"tokens"`` (see
+:func:`tokens_view`): texts as their tokens, each shaded by a score, which the page writes as HTML
+(escaped, no script needed). The writer keeps the numbers in the manifest and turns the thumbnails
+into one sprite sheet beside the figures, so the page needs no server and no network, and rendering
+again from ``manifest.json`` gives the same view.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from introspect.describe import plain
 MAX_THUMBNAIL_SIDE = 48
 #: Decimals kept of the [0, 1] coordinates: finer than a screen pixel of the drawn view.
 COORDINATE_DECIMALS = 4
+#: Significant digits kept of a token's score: what its tooltip shows.
+SCORE_DIGITS = 6
 
 
 def scatter_view(
@@ -54,6 +58,27 @@ def scatter_view(
     if thumbnails is not None:
         spec["thumbnails"] = thumbnails
     return spec
+
+
+def tokens_view(titles: Sequence[str], tokens: Sequence[Sequence[str]], scores: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Texts shown token by token, each token shaded by its score (red positive, blue negative).
+
+    Args:
+        titles: one heading per text.
+        tokens: each text's tokens, as text (the page escapes them).
+        scores: each text's score per token; a row is shaded relative to its own largest |score|.
+    """
+    rows = []
+    for title, row_tokens, row_scores in zip(titles, tokens, scores, strict=True):
+        values = np.asarray(row_scores, dtype=np.float64)
+        if len(values) != len(row_tokens):
+            raise ValueError(f"{len(row_tokens)} tokens but {len(values)} scores for {title!r}")
+        shown = [float(f"{value:.{SCORE_DIGITS}g}") for value in values]
+        scale = float(np.abs(values).max()) if len(values) else 0.0
+        rows.append(
+            {"title": str(title), "tokens": [str(token) for token in row_tokens], "scores": shown, "scale": scale}
+        )
+    return {"kind": "tokens", "rows": rows}
 
 
 def _unit_square(points: np.ndarray) -> np.ndarray:

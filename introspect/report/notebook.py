@@ -3,8 +3,8 @@
 :func:`notebook_html` renders what :meth:`AnalysisReport._repr_html_ <introspect.api.AnalysisReport>`
 and :func:`introspect.show` display: the header the gallery shows, each analyzer's status, and
 every artifact's figure embedded as a ``data:`` URI (PNG for figures, GIF for animations), its
-caption and its table. Figures are drawn from the matplotlib objects in memory into bytes
-(``Figure.savefig(BytesIO, ...)``), never into files.
+caption, its table, and a token view (``"tokens"`` kind) as shaded HTML text. Figures are drawn
+from the matplotlib objects in memory into bytes (``Figure.savefig(BytesIO, ...)``), never into files.
 
 A notebook keeps every output in the ``.ipynb`` file, so the fragment is kept small: PNGs are drawn
 at a capped resolution, long animations show their first frame, tables are cut, and past
@@ -121,7 +121,10 @@ def _embedded(artifact: Artifact, allowance: _Allowance) -> dict[str, Any] | Non
         "note": "",
         "table": None,
         "more_rows": 0,
+        "tokens": None,
     }
+    if artifact.interactive is not None and artifact.interactive.get("kind") == "tokens":
+        entry["tokens"] = plain(dict(artifact.interactive))  # drawn as HTML, so it costs no image allowance
     if artifact.kind == "table":
         rows = plain(list(artifact.table or []))
         entry["table"], entry["more_rows"] = rows[:MAX_TABLE_ROWS], max(0, len(rows) - MAX_TABLE_ROWS)
