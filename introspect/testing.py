@@ -95,6 +95,36 @@ def conv_image_subject(seed: int = 0, channels: int = 1, num_classes: int = 3) -
     return Subject.from_model(model, inputs, labels, task=task, seed=seed, history=_history(3))
 
 
+class TinyTextClassifier(torch.nn.Module):
+    """Token ids → an embedding, one self-attention layer with a residual, the mean over tokens, a linear head."""
+
+    def __init__(self, vocabulary: int = 20, width: int = 8, num_classes: int = 3) -> None:
+        super().__init__()
+        self.embedding = torch.nn.Embedding(vocabulary, width)
+        self.attention = torch.nn.MultiheadAttention(width, num_heads=2, batch_first=True)
+        self.head = torch.nn.Linear(width, num_classes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        tokens = self.embedding(ids)
+        attended, _ = self.attention(tokens, tokens, tokens)
+        return self.head((tokens + attended).mean(dim=1))
+
+
+def text_subject(seed: int = 0, num_classes: int = 3) -> Subject:
+    """:class:`TinyTextClassifier` on 6 sequences of 10 token ids from a vocabulary of 20."""
+    torch.manual_seed(seed)
+    model = TinyTextClassifier(num_classes=num_classes)
+    inputs = torch.randint(0, 20, (2 * num_classes, 10), generator=torch.Generator().manual_seed(seed))
+    labels = torch.arange(2 * num_classes) % num_classes
+    task = Task(
+        kind="classification",
+        input_shape=(10,),
+        class_names=tuple(f"class {index}" for index in range(num_classes)),
+        dataset="random token ids",
+    )
+    return Subject.from_model(model, inputs, labels, task=task, seed=seed)
+
+
 def weights_only_subject(seed: int = 0) -> Subject:
     """Only the weights of :func:`conv_image_subject`: no model, no probe."""
     full = conv_image_subject(seed)
@@ -123,7 +153,7 @@ def with_test_data(subject: Subject, size: int = 40, seed: int = 0) -> Subject:
 
 
 def all_test_subjects(seed: int = 0) -> dict[str, Subject]:
-    """Every tiny subject by name: scalar regression, dense image, grayscale and RGB conv, weights only.
+    """Every tiny subject by name: scalar regression, dense image, grayscale and RGB conv, text, weights only.
 
     The regression, dense and RGB subjects carry a small dataset (:func:`with_test_data`).
     """
@@ -132,6 +162,7 @@ def all_test_subjects(seed: int = 0) -> dict[str, Subject]:
         "dense_image": with_test_data(dense_image_subject(seed), seed=seed),
         "conv_gray": conv_image_subject(seed, channels=1),
         "conv_rgb": with_test_data(conv_image_subject(seed, channels=3), seed=seed),
+        "text": text_subject(seed),
         "weights_only": weights_only_subject(seed),
     }
 
