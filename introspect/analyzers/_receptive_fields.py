@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from introspect._lazy import lazy_import
+from introspect.analyzers._shared import layer_modules
 from introspect.capture import leaf_layers
 from introspect.colours import diverging_colormap
 from introspect.errors import SkipAnalyzer
@@ -26,9 +27,10 @@ else:
 
 def dense_layers(subject: Subject) -> list[tuple[str, np.ndarray]]:
     """Dense weight matrices in order; :class:`SkipAnalyzer` when a conv layer sees the pixels first."""
-    if subject.model is not None:
+    model = layer_modules(subject)
+    if model is not None:
         found = []
-        for name, module in leaf_layers(subject.model):
+        for name, module in leaf_layers(model):
             if isinstance(module, torch.nn.modules.conv._ConvNd) and not found:
                 raise SkipAnalyzer(
                     "a convolution layer comes before the first dense layer, so dense weights do not map to pixels"

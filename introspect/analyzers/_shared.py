@@ -24,6 +24,19 @@ else:
 OVERSHOOT_TOLERANCE = 0.02
 
 
+def layer_modules(subject: Subject) -> nn.Module | None:
+    """The model when its layers are torch modules the weight analyzers can read; ``None`` to read the weights by name.
+
+    A TorchScript module's layers are ``RecursiveScriptModule``s and an exported program's
+    operations are graph nodes, so neither says which weight is a convolution's; their weights are
+    read by name and rank, as for a bare state_dict.
+    """
+    model = subject.model
+    if model is None or isinstance(model, (torch.jit.ScriptModule, torch.fx.GraphModule)):
+        return None
+    return model
+
+
 def display_images(subject: Subject, inputs: torch.Tensor) -> np.ndarray:
     """The one way every analyzer shows probe images, so two figures of a probe look the same.
 

@@ -16,7 +16,7 @@ from introspect.analyzers._receptive_fields import (
     field_image,  # noqa: F401 - re-exported: it was defined here before
     receptive_products,
 )
-from introspect.analyzers._shared import evenly_spaced
+from introspect.analyzers._shared import evenly_spaced, layer_modules
 from introspect.artifacts import Artifact
 from introspect.capture import leaf_layers
 from introspect.colours import DIVERGING, PADDING_GREY, diverging_colormap  # noqa: F401 - names kept for one release
@@ -67,8 +67,9 @@ def _as_kernels(tensor: torch.Tensor, transposed: bool = False) -> np.ndarray:
 def conv_layers(subject: Subject) -> list[ConvLayer]:
     """The 1-D and 2-D conv layers, in model order when there is a model, else in weight order."""
     found: list[tuple[str, torch.Tensor, bool]] = []
-    if subject.model is not None:
-        for name, module in leaf_layers(subject.model):
+    model = layer_modules(subject)
+    if model is not None:
+        for name, module in leaf_layers(model):
             if isinstance(module, torch.nn.modules.conv._ConvNd) and module.weight.dim() in (3, 4):
                 found.append((name, subject.weights.get(f"{name}.weight", module.weight), bool(module.transposed)))
     else:
@@ -281,12 +282,27 @@ def kernel_grids(
     artifacts = [
         _kernel_artifact(layer, index == 0, options) for index, layer in enumerate(layers) if layer.name in shown
     ]
+    artifacts = [_with_patch_note(artifact, subject) for artifact in artifacts]
     if len(artifacts) < len(layers):
         left_out = [layer.name for layer in layers if layer.name not in shown]
         names = ", ".join(short_label(name) for name in left_out[:8]) + ("..." if len(left_out) > 8 else "")
         note = f" {len(left_out)} of {len(layers)} conv layers are not drawn (evenly spaced selection): {names}."
         artifacts[0] = dataclasses.replace(artifacts[0], caption=artifacts[0].caption + note)
     return artifacts
+
+
+def _with_patch_note(artifact: Artifact, subject: Subject) -> Artifact:
+    """Say so when a conv layer is a patch embedding (stride = kernel size, as in a vision transformer)."""
+    model = layer_modules(subject)
+    module = dict(model.named_modules()).get(artifact.layer) if model is not None else None
+    size = getattr(module, "kernel_size", None)
+    if not isinstance(module, torch.nn.Conv2d) or module.stride != size or max(size) == 1:
+        return artifact
+    note = (
+        f" This layer is a patch embedding (stride = kernel size): each kernel turns one {size[0]}x{size[1]} "
+        "image patch into one value of that patch's token."
+    )
+    return dataclasses.replace(artifact, caption=artifact.caption + note, summary={**artifact.summary, "patch": True})
 
 
 def _field_artifact(

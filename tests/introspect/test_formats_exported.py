@@ -6,6 +6,7 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -70,3 +71,22 @@ def test_analyze_runs_the_probe_based_analyzers_on_a_program_exported_at_batch_4
     # An exported graph has no layer modules to hook: said plainly, not a shape error.
     assert results["activations"]["status"] == "skipped"
     assert "cannot be hooked" in results["activations"]["reason"]
+
+
+def test_kernel_grids_read_the_conv_weights_of_exported_and_torchscript_models(
+    exported: tuple[Path, nn.Module], tmp_path: Path
+) -> None:
+    import introspect
+
+    path, model = exported
+    scripted = tmp_path / "cnn-scripted.pt"
+    torch.jit.save(torch.jit.script(model), str(scripted))
+    kernels = model[0].weight.detach().double().numpy()[:, 0]  # one input channel: (out, 3, 3)
+    norms = np.sqrt((kernels**2).reshape(len(kernels), -1).sum(axis=1))
+    for source, trust in ((path, False), (scripted, True)):
+        report = introspect.analyze(str(source), analyzers=["kernel_grids"], trust_code=trust, load_plugins=False)
+        result = report.result("kernel_grids")
+        assert result.status == "ok", (source.name, result.reason)
+        artifact = result.artifacts[0]
+        assert artifact.summary["shape"] == [3, 1, 3, 3]
+        np.testing.assert_allclose(artifact.data["kernel_norms"], norms, rtol=1e-6)

@@ -112,14 +112,18 @@ def test_vit_tiny_runs_the_activation_and_gradient_analyzers(tmp_path: Path, cap
         "-a",
         "input_saliency",
     ]
-    for analyzer in ("attention_maps", "attention_rollout", "grad_cam"):
+    for analyzer in ("attention_maps", "attention_rollout", "grad_cam", "kernel_grids"):
         args += ["-a", analyzer]
     code, _, err = exit_code_of(args, capsys)
     assert code == 0, err
     results = {r["name"]: r for r in json.loads((out_dir / "manifest.json").read_text())["analyzers"]}
     assert {name: result["status"] for name, result in results.items()} == dict.fromkeys(
-        ("activations", "input_saliency", "attention_maps", "attention_rollout", "grad_cam"), "ok"
+        ("activations", "input_saliency", "attention_maps", "attention_rollout", "grad_cam", "kernel_grids"), "ok"
     )
+    # The patch embedding's 192 kernels of 3x16x16, said to be one: the only conv layer of a ViT.
+    (patches,) = results["kernel_grids"]["figures"]
+    assert patches["layer"] == "patch_embed.proj" and patches["summary"]["shape"] == [192, 3, 16, 16]
+    assert patches["summary"]["patch"] is True and "patch embedding" in patches["caption"]
     # Grad-CAM on the tokens the last attention layer reads, laid on the 2x2 patch grid (not the patch-embedding conv).
     assert results["grad_cam"]["figures"][0]["layer"] == "blocks.11.norm1"
 
