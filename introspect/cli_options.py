@@ -27,6 +27,7 @@ def load_options_from(**values: Any) -> dict[str, Any]:
         "seed": values.get("seed", 0),
         "max_memory": parse_size(values["max_memory"]) if values.get("max_memory") else None,
         "max_probe": values.get("max_probe") or DEFAULT_MAX_PROBE,
+        "task_kind": values.get("task"),
     }
 
 
@@ -78,6 +79,11 @@ def checkpoint_options(command: Any) -> Any:
         ),
         click.option(
             "--input-shape", metavar="C,H,W", help="Shape of one input, for a random probe when none is stored."
+        ),
+        click.option(
+            "--task",
+            type=click.Choice(["classification", "regression"]),
+            help="What the network does, when the checkpoint does not say [default: from --probe's labels].",
         ),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice."),

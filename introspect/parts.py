@@ -35,6 +35,8 @@ class LoadOptions:
         max_memory: bytes the file's tensors, model and probe may take (default: a share of
             the memory available); ``None`` takes the default.
         max_probe: probe inputs kept; a larger probe is cut to this many and the page says so.
+        task_kind: ``"classification"`` or ``"regression"`` when the file does not say (``--task``);
+            ``None`` infers it from the probe's labels (integers: classification, floats: regression).
     """
 
     trust_code: bool = False
@@ -47,6 +49,7 @@ class LoadOptions:
     seed: int = 0
     max_memory: int | None = None
     max_probe: int = DEFAULT_MAX_PROBE
+    task_kind: str | None = None
 
     @property
     def trusted(self) -> bool:

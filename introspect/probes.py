@@ -48,6 +48,50 @@ def attach_probe(parts: Parts, options: LoadOptions, path: Path) -> None:
         parts.extra["probe_is_synthetic"] = True
     if options.probe is not None and parts.model is not None:
         _check_probe_fits(parts.model, parts.probe_inputs, options.probe)
+    settle_task_kind(parts, options.task_kind)
+
+
+def settle_task_kind(parts: Parts, chosen: str | None) -> None:
+    """Set the task's kind from ``--task``, else, when the file did not say, from the probe's labels.
+
+    Integer labels make a classification with classes 0 to the largest label (as the Python API
+    infers for a module), floating-point labels a regression. ``--task classification`` without
+    labels takes its classes from the width of the model's output on one probe input.
+    """
+    if chosen not in (None, "classification", "regression"):
+        raise CheckpointError(f"--task must be classification or regression, not {str(chosen)[:40]!r}")
+    task, labels = parts.task, parts.probe_labels
+    kind = chosen or task.kind
+    if kind == "unknown" and labels is not None and labels.numel():
+        kind = "regression" if labels.is_floating_point() else "classification"
+    if kind == task.kind or kind == "unknown":
+        return
+    names = task.class_names
+    if kind == "classification" and not names:
+        count = int(labels.max()) + 1 if labels is not None and labels.numel() and not labels.is_floating_point() else 0
+        count = max(count, _output_width(parts))
+        names = tuple(str(index) for index in range(count))
+    parts.task = dataclasses.replace(task, kind=kind, class_names=names if kind == "classification" else ())
+
+
+def _output_width(parts: Parts) -> int:
+    """Scores per input of the model on its first probe input (0 when there is no model or probe)."""
+    if parts.model is None or parts.probe_inputs is None or not len(parts.probe_inputs):
+        return 0
+    from introspect.model_output import logits_of
+
+    model, was_training = parts.model, parts.model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            outputs = logits_of(
+                model(parts.probe_inputs[:1].to(next(iter(model.parameters()), parts.probe_inputs).device))
+            )
+    except Exception:  # a probe that does not fit is reported by the analyzers that run it
+        return 0
+    finally:
+        model.train(was_training)
+    return int(outputs.reshape(1, -1).shape[1]) if isinstance(outputs, torch.Tensor) else 0
 
 
 def _cut_probe(parts: Parts, budget: Budget) -> None:
