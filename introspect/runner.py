@@ -183,7 +183,10 @@ def run_one(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = _run_guarded(subject, spec, arguments, options, timeout)
-    return dataclasses.replace(result, warnings=warning_lines(caught), options=options)
+    noted = warning_lines(caught)
+    if spec.reducer is not None and dataset is not None:
+        noted = tuple(dict.fromkeys((*dataset.warnings, *noted)))[:MAX_WARNINGS]
+    return dataclasses.replace(result, warnings=noted, options=options)
 
 
 def dataset_pass(
@@ -197,8 +200,11 @@ def dataset_pass(
         return PassOutcome()
     limit = object()
     try:
-        with hard_limit(timeout, "the dataset pass"), _protected(subject), time_limit(timeout, limit=limit):
-            return run_pass(subject, wanted, options)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # recorded on the dataset analyzers' results, not printed
+            with hard_limit(timeout, "the dataset pass"), _protected(subject), time_limit(timeout, limit=limit):
+                outcome = run_pass(subject, wanted, options)
+        return dataclasses.replace(outcome, warnings=warning_lines(caught))
     except AnalyzerTimeout as error:
         if error.limit is not limit:
             raise

@@ -71,6 +71,8 @@ class PassOutcome:
 
     reduced: dict[str, Reduced] = dataclasses.field(default_factory=dict)
     problems: dict[str, BaseException] = dataclasses.field(default_factory=dict)
+    #: Python warnings (numpy, torch) raised during the pass, as ``Category: message`` lines.
+    warnings: tuple[str, ...] = ()
 
 
 def make_reducers(

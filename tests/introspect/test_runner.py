@@ -114,3 +114,37 @@ def test_analyzer_past_its_time_limit_is_stopped_and_recorded_as_failed() -> Non
     assert result.status == "failed" and "time limit of 0.3 s" in result.reason
     assert 0.3 <= time.perf_counter() - start < 5
     assert after.status == "skipped"
+
+
+class _WarningReducer:
+    """Counts inputs; every batch takes a log of zero, as a reducer over a dead unit might."""
+
+    layers: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def feed(self, batch, logits, outputs) -> None:  # noqa: ANN001
+        import numpy as np
+
+        np.log(np.zeros(1))  # RuntimeWarning: divide by zero
+        self.seen += len(batch.indices)
+
+    def merge(self, other: _WarningReducer) -> _WarningReducer:
+        self.seen += other.seen
+        return self
+
+
+def test_warnings_of_the_dataset_pass_are_recorded_on_its_analyzers_not_printed(capfd) -> None:  # noqa: ANN001
+    from introspect.testing import with_test_data
+
+    @analyzer(needs=Needs.DATASET, reducer=lambda subject: _WarningReducer())
+    def counting(subject, reduced, /):  # noqa: ANN001, ANN202
+        """Says how many inputs the pass saw."""
+        table = [{"inputs": reduced.state.seen}]
+        return [Artifact(name="count", caption="inputs seen", table=table, summary={"seen": reduced.state.seen})]
+
+    (result,) = run_analyzers(with_test_data(dense_image_subject(), size=40), [spec_of(counting)])
+    assert result.status == "ok" and result.artifacts[0].summary["seen"] == 40
+    assert result.warnings == ("RuntimeWarning: divide by zero encountered in log",)
+    assert "RuntimeWarning" not in capfd.readouterr().err
