@@ -165,3 +165,43 @@ def test_timm_names_and_arguments_that_would_fetch_or_read_files_are_refused(
     code, _, err = exit_code_of(["analyze", str(folder), "--all", "-o", str(out_dir), "--arch", arch], capsys)
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert not out_dir.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "kwargs", "suffix"),
+    [
+        ("resnet18", [], ".pt"),
+        ("convnext_atto", [], ".safetensors"),
+        ("vit_tiny_patch16_224", ["img_size=32"], ".pt"),
+    ],
+)
+def test_every_analyzer_runs_on_a_timm_network_or_says_why_not(
+    name: str, kwargs: list[str], suffix: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    torch.manual_seed(0)
+    extra = {key: int(value) for key, value in (item.split("=") for item in kwargs)}
+    model = timm.create_model(name, pretrained=False, num_classes=3, **extra)
+    path, out_dir = saved(model, tmp_path / f"{name}{suffix}"), tmp_path / "gallery"
+    args = [
+        "analyze",
+        str(path),
+        "--all",
+        "-o",
+        str(out_dir),
+        "--arch",
+        f"timm:{name}",
+        "--arch-kwarg",
+        "num_classes=3",
+    ]
+    for item in kwargs:
+        args += ["--arch-kwarg", item]
+    args += ["--task", "classification", "--max-probe", "8"] + ([] if kwargs else ["--input-shape", "3,64,64"])
+    code, _, err = exit_code_of(args, capsys)
+    results = json.loads((out_dir / "manifest.json").read_text())["analyzers"]
+    failed = {result["name"]: result["reason"] for result in results if result["status"] == "failed"}
+    assert code == (1 if failed else 0), err
+    assert not failed, failed
+    statuses = {result["name"]: result["status"] for result in results}
+    for analyzer in ("kernel_grids", "activations", "input_saliency", "grad_cam", "saliency_sanity"):
+        assert statuses[analyzer] == "ok", (analyzer, next(r["reason"] for r in results if r["name"] == analyzer))
