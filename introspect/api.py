@@ -128,15 +128,14 @@ def analyze(
             arguments, by analyzer name; ``progress``: called as ``progress(done, total, result)``.
         timeout: seconds each phase may take (loading, each analyzer, writing); an analyzer past it fails,
             loading or writing past it raises :class:`~introspect.runner.PhaseTimeout` (no gallery is left).
-        data: a dataset for the dataset analyzers: a ``--data`` source (a dataset name, an image folder, a
-            ``.npy``/``.pt`` file), a torch Dataset, a DataLoader, any iterable of ``(inputs, labels)``
-            batches, or a :class:`~introspect.dataset.plan.DatasetPlan`.
+        data: for the dataset analyzers: a ``--data`` source (dataset name, image folder, ``.npy``/``.pt``),
+            a torch Dataset or DataLoader, batches of ``(inputs, labels)``, or a ``DatasetPlan``.
         data_options: ``data_dir``, ``labels``, ``limit``, ``batch_size``, ``workers``, ``executor``,
             ``resume``, ``record_dir`` (see :func:`~introspect.dataset.plan.plan_for`); with ``out_dir`` the
             pass is recorded beside the gallery unless ``record_dir`` says where, without either ``resume``
             is refused.
-        input_files: images, folders, ``.npy``/``.pt`` or texts (``.txt``) to use as the probe (:mod:`~.inputs`).
-        **load_options: fields of :class:`~introspect.loading.LoadOptions` for checkpoint paths.
+        input_files: images, folders, ``.npy``/``.pt`` or texts (``.txt``) as the probe; ``**load_options``:
+            fields of :class:`~introspect.loading.LoadOptions` for checkpoint paths.
     """
     # The folder is checked and locked before any work, until the gallery is in place.
     with claim_output_dir(out_dir, force=force) if out_dir is not None else contextlib.nullcontext():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from introspect.analyzers import _attribution, attribution, attribution_cam
+from introspect.analyzers import _attribution_maps, attribution, attribution_cam
 from introspect.runner import run_one
 from introspect.spec import spec_of
 from introspect.subject import Subject, Task
@@ -120,10 +120,10 @@ def test_a_zero_initialized_head_gives_zero_maps_and_the_captions_say_so() -> No
 
 def test_flat_map_counts_tell_zero_from_constant_from_varying() -> None:
     maps = np.stack([np.zeros((3, 3)), np.full((3, 3), 2.5), np.arange(9.0).reshape(3, 3), np.zeros((3, 3))])
-    assert _attribution.flat_map_counts(maps) == (2, 1)
-    note = _attribution.flat_map_note(maps)
+    assert _attribution_maps.flat_map_counts(maps) == (2, 1)
+    note = _attribution_maps.flat_map_note(maps)
     assert "2 of 4 maps are zero everywhere" in note and "1 of 4 maps is constant" in note
-    assert _attribution.flat_map_note(maps[2:3]) == ""
+    assert _attribution_maps.flat_map_note(maps[2:3]) == ""
 
 
 @pytest.mark.parametrize(
