@@ -26,6 +26,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# Quantus (a test-only reference for the scorecard) without its opencv-python: grad-cam's headless cv2 serves it.
+	$(BIN)/python -m pip install --quiet --no-deps 'quantus>=0.5'
 	touch $(STAMP)
 
 # Headless Chromium for the browser tests (Debian's package). Without root or a package

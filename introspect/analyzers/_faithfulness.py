@@ -23,6 +23,13 @@ else:
 ROAD_NOISE = 0.025
 #: Unordered pairs of probe images the random-pair baseline looks at, at most.
 MAX_PAIRS = 64
+#: ROAD's imputation weights (Rong et al. 2022, as in its reference code): 1/6 per side neighbour, 1/12 per diagonal.
+ROAD_NEIGHBOURS = tuple(
+    ((step_row, step_column), 1 / 6 if 0 in (step_row, step_column) else 1 / 12)
+    for step_row in (-1, 0, 1)
+    for step_column in (-1, 0, 1)
+    if (step_row, step_column) != (0, 0)
+)
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
@@ -124,13 +131,14 @@ def trapezoid_auc(values: np.ndarray) -> np.ndarray:
 
 
 def neighbour_fill(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
-    """``image`` (C, H, W) with each ``removed`` pixel (H, W mask) the mean of its 4-neighbours, by a sparse solve.
+    """``image`` (C, H, W) with each ``removed`` pixel (H, W mask) the weighted mean of its 8 neighbours.
 
-    The removed pixels are the unknowns of one linear system: each equals the mean of its
-    neighbours inside the image, known or themselves unknown (a discrete Laplace equation, which
-    ROAD solves with 8 weighted neighbours). Pixels not removed are unchanged.
+    The removed pixels are the unknowns of one sparse linear system: each equals the
+    ``ROAD_NEIGHBOURS``-weighted mean of its neighbours inside the image, known or themselves
+    unknown (a discrete Laplace equation). This is ROAD's linear imputation, weights included.
+    Pixels not removed are unchanged.
     """
-    from scipy.sparse import csr_matrix
+    from scipy.sparse import coo_matrix
     from scipy.sparse.linalg import splu
 
     height, width = removed.shape
@@ -141,32 +149,30 @@ def neighbour_fill(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
     slot[unknown] = np.arange(len(unknown))
     rows, columns = np.divmod(unknown, width)
     flat = image.reshape(len(image), -1).astype(np.float64)
-    matrix_rows, matrix_columns, known_sum = [], [], np.zeros((len(unknown), len(image)))
-    degree = np.zeros(len(unknown))
-    for step_row, step_column in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-        inside = (rows + step_row >= 0) & (rows + step_row < height) & (columns + step_column >= 0)
-        inside &= columns + step_column < width
-        neighbour = (rows + step_row) * width + columns + step_column
-        degree += inside
-        is_unknown = inside & (slot[np.where(inside, neighbour, 0)] >= 0)
-        matrix_rows.append(np.flatnonzero(is_unknown))
-        matrix_columns.append(slot[neighbour[is_unknown]])
-        known = inside & ~is_unknown
-        known_sum[known] += flat[:, neighbour[known]].T
-    # degree * x_i - sum of unknown neighbours = sum of known neighbours.
-    off = np.concatenate(matrix_rows), np.concatenate(matrix_columns)
-    values = np.concatenate([degree, -np.ones(len(off[0]))])
-    indices = np.arange(len(unknown))
-    system = csr_matrix(
-        (values, (np.concatenate([indices, off[0]]), np.concatenate([indices, off[1]]))), shape=(len(unknown),) * 2
-    )
+    weight_sum, known_sum = np.zeros(len(unknown)), np.zeros((len(unknown), len(image)))
+    diagonal = np.arange(len(unknown))
+    entry_rows, entry_columns, entry_values = [diagonal], [diagonal], []
+    for (step_row, step_column), weight in ROAD_NEIGHBOURS:
+        row, column = rows + step_row, columns + step_column
+        inside = (row >= 0) & (row < height) & (column >= 0) & (column < width)
+        neighbour = np.where(inside, row * width + column, 0)
+        weight_sum += weight * inside
+        coupled = inside & (slot[neighbour] >= 0)
+        known = inside & ~coupled
+        entry_rows.append(np.flatnonzero(coupled))
+        entry_columns.append(slot[neighbour[coupled]])
+        entry_values.append(np.full(int(coupled.sum()), -weight))
+        known_sum[known] += weight * flat[:, neighbour[known]].T
+    # weight_sum * x_i - weighted sum of unknown neighbours = weighted sum of known neighbours.
+    entries = (np.concatenate([weight_sum, *entry_values]), (np.concatenate(entry_rows), np.concatenate(entry_columns)))
+    system = coo_matrix(entries, shape=(len(unknown),) * 2).tocsc()
     filled = flat.copy()
-    filled[:, unknown] = splu(system.tocsc()).solve(known_sum).T
+    filled[:, unknown] = splu(system).solve(known_sum).T
     return filled.reshape(image.shape)
 
 
 def road_impute(image: np.ndarray, removed: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """ROAD's noisy linear imputation (Rong et al. 2022): neighbour-mean fill plus Gaussian noise on the fill."""
+    """ROAD's noisy linear imputation (Rong et al. 2022): the weighted neighbour fill plus Gaussian noise on it."""
     filled = neighbour_fill(image, removed)
     jitter = rng.normal(0.0, noise, size=filled.shape) * removed[None]
     return filled + jitter
@@ -196,13 +202,17 @@ def reinitialize(module: nn.Module) -> None:
 
 
 def randomized_copy(model: nn.Module, layers: list[str], seed: int) -> nn.Module:
-    """A copy of ``model`` with ``layers`` re-initialized (seeded); the model and the global random state untouched."""
+    """A copy of ``model`` with ``layers`` re-initialized, each after seeding torch with ``seed``.
+
+    Seeding before every layer, as Quantus's MPRT does (its ``seed`` + 1), gives a layer the same
+    new weights in every copy that randomizes it. The model and the global random state are untouched.
+    """
     clone = copy.deepcopy(model)
     modules = dict(clone.named_modules())
     device = next(clone.parameters()).device
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.no_grad():
-        torch.manual_seed(seed)
         for name in layers:
+            torch.manual_seed(seed)
             reinitialize(modules[name])
     return clone

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -59,13 +61,19 @@ def quadrant_scorecard():
 def test_deletion_and_insertion_auc_equal_a_numpy_computation(quadrant_scorecard) -> None:
     subject, artifact = quadrant_scorecard
     data = artifact.data
-    saliency = quadrant_weights()[0]  # |d logit / d x| of the linear model, the same for both classes
     images = subject.probe_inputs.double().numpy()[data["indices"], 0]
-    for kind, insert in (("deletion", False), ("insertion", True)):
+    maps = {
+        "saliency": [quadrant_weights()[0]] * len(images),  # |d logit / d x|: the same for both classes, tied
+        "random": np.random.default_rng(subject.seed).random((len(images), SIDE, SIDE)),  # the control, untied
+    }
+    for (name, order_maps), (kind, insert) in itertools.product(
+        maps.items(), (("deletion", False), ("insertion", True))
+    ):
         expected = [
-            numpy_removal_auc(image, saliency, target, 8, insert) for image, target in zip(images, data["targets"])
+            numpy_removal_auc(image, order_map, target, 8, insert)
+            for image, order_map, target in zip(images, order_maps, data["targets"])
         ]
-        np.testing.assert_allclose(data[kind]["saliency"], expected, atol=1e-6)
+        np.testing.assert_allclose(data[kind][name], expected, atol=1e-6)
     # Class 0 images: removing the quadrant first takes the probability from ~1 to 1/2 within a quarter of the pixels.
     assert data["deletion"]["saliency"][data["targets"] == 0].max() < 0.6
 
@@ -86,20 +94,34 @@ def test_trapezoid_auc_matches_numpy() -> None:
     np.testing.assert_allclose(_faithfulness.trapezoid_auc(curves), np.trapezoid(curves, dx=1 / 16, axis=1), atol=1e-12)
 
 
+#: ROAD's weights written out: 1/6 for the 4 side neighbours, 1/12 for the 4 diagonal ones.
+SIDE_WEIGHT, DIAGONAL_WEIGHT = 1 / 6, 1 / 12
+
+
+def neighbour_weights(row: int, column: int, height: int, width: int) -> dict[tuple[int, int], float]:
+    """The in-image 8-neighbours of one pixel with ROAD's weights."""
+    weights = {}
+    for step_row in (-1, 0, 1):
+        for step_column in (-1, 0, 1):
+            neighbour = (row + step_row, column + step_column)
+            if (step_row, step_column) != (0, 0) and 0 <= neighbour[0] < height and 0 <= neighbour[1] < width:
+                weights[neighbour] = SIDE_WEIGHT if 0 in (step_row, step_column) else DIAGONAL_WEIGHT
+    return weights
+
+
 def dense_neighbour_solve(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
-    """The neighbour-mean system solved densely with numpy, one equation per removed pixel."""
+    """The weighted neighbour-mean system solved densely with numpy, one equation per removed pixel."""
     height, width = removed.shape
     unknown = list(zip(*np.nonzero(removed)))
     slot = {pixel: index for index, pixel in enumerate(unknown)}
     matrix, right = np.zeros((len(unknown), len(unknown))), np.zeros((len(unknown), image.shape[0]))
     for index, (row, column) in enumerate(unknown):
-        for neighbour in ((row - 1, column), (row + 1, column), (row, column - 1), (row, column + 1)):
-            if 0 <= neighbour[0] < height and 0 <= neighbour[1] < width:
-                matrix[index, index] += 1
-                if neighbour in slot:
-                    matrix[index, slot[neighbour]] -= 1
-                else:
-                    right[index] += image[:, neighbour[0], neighbour[1]]
+        for neighbour, weight in neighbour_weights(row, column, height, width).items():
+            matrix[index, index] += weight
+            if neighbour in slot:
+                matrix[index, slot[neighbour]] -= weight
+            else:
+                right[index] += weight * image[:, neighbour[0], neighbour[1]]
     filled = image.copy()
     solution = np.linalg.solve(matrix, right)
     for index, (row, column) in enumerate(unknown):
@@ -114,12 +136,14 @@ def test_neighbour_fill_keeps_other_pixels_and_solves_the_neighbour_mean_system(
     filled = _faithfulness.neighbour_fill(image, removed)
     np.testing.assert_array_equal(filled[:, ~removed], image[:, ~removed])
     np.testing.assert_allclose(filled, dense_neighbour_solve(image, removed), atol=1e-10)
-    # One removed pixel alone is the plain mean of its 4 neighbours (2 in a corner).
+    # One removed pixel alone: (4 sides / 6 + 4 diagonals / 12); in a corner 2 sides and 1 diagonal, over 5/12.
     single = np.zeros((7, 9), dtype=bool)
     single[3, 4] = single[0, 0] = True
     alone = _faithfulness.neighbour_fill(image, single)
-    np.testing.assert_allclose(alone[:, 3, 4], (image[:, 2, 4] + image[:, 4, 4] + image[:, 3, 3] + image[:, 3, 5]) / 4)
-    np.testing.assert_allclose(alone[:, 0, 0], (image[:, 1, 0] + image[:, 0, 1]) / 2)
+    sides = image[:, 2, 4] + image[:, 4, 4] + image[:, 3, 3] + image[:, 3, 5]
+    diagonals = image[:, 2, 3] + image[:, 2, 5] + image[:, 4, 3] + image[:, 4, 5]
+    np.testing.assert_allclose(alone[:, 3, 4], sides / 6 + diagonals / 12)
+    np.testing.assert_allclose(alone[:, 0, 0], (2 * image[:, 1, 0] + 2 * image[:, 0, 1] + image[:, 1, 1]) / 5)
 
 
 def test_road_noise_falls_on_the_imputed_pixels_only() -> None:
