@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from introspect.analyzers.weight_images import MAX_KERNELS
+from introspect.compare_cka import CrossCKA, cross_cka
 from introspect.describe import architecture_name, parameter_counts
 from introspect.history import best_epoch, best_index
 
@@ -91,6 +92,9 @@ class Comparison:
         histories: each checkpoint's training history (empty where it has none).
         layers: the shared layers to draw (conv kernels, dense matrices that are not too
             large), at most ``max_layer_figures`` of them.
+        representations: linear CKA between the layers of the first checkpoint and of each other
+            one, on the first one's probe (:mod:`introspect.compare_cka`).
+        representation_notes: why a checkpoint is missing from ``representations``.
     """
 
     titles: tuple[str, ...]
@@ -100,6 +104,8 @@ class Comparison:
     sources: tuple[dict[str, Any], ...]
     histories: tuple[Mapping[str, Any], ...] = ()
     layers: tuple[LayerValues, ...] = ()
+    representations: tuple[CrossCKA, ...] = ()
+    representation_notes: tuple[str, ...] = ()
 
     @property
     def figures(self) -> tuple[Artifact, ...]:
@@ -124,6 +130,7 @@ def compare_subjects(
     shared_names, unshared = shared_parameters(subjects)
     shared = tuple(shared_layer(name, subjects) for name in shared_names)
     drawn = [layer.name for layer in shared if drawable(layer.shape)][:max_layer_figures]
+    representations, notes = cross_cka(titles, subjects)
     return Comparison(
         titles=titles,
         rows=tuple(summary_row(title, subject) for title, subject in zip(titles, subjects)),
@@ -132,6 +139,8 @@ def compare_subjects(
         sources=tuple(_source(subject) for subject in subjects),
         histories=tuple(subject.history or {} for subject in subjects),
         layers=tuple(layer_values(name, subjects) for name in drawn),
+        representations=representations,
+        representation_notes=notes,
     )
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from introspect.compare import Comparison, LayerValues, SharedLayer
+    from introspect.compare_cka import CrossCKA
 
 MAX_TITLE = 26
 CURVES_CAPTION = (
@@ -48,7 +49,42 @@ def comparison_figures(comparison: Comparison) -> list[Artifact]:
         artifact = shared_layer_figure(shared[values.name], values, comparison.titles)
         if artifact is not None:
             figures.append(artifact)
+    notes = " ".join(f"{note}." for note in comparison.representation_notes)
+    figures += [
+        representation_figure(pair, index, notes) for index, pair in enumerate(comparison.representations, start=1)
+    ]
     return figures
+
+
+def representation_figure(pair: CrossCKA, index: int = 1, notes: str = "") -> Artifact:
+    """Linear CKA between every layer of one checkpoint (rows) and of another (columns), as a heatmap."""
+    rows, columns = pair.layers
+    figure = new_figure(min(12.0, 3.0 + 0.5 * len(columns)), min(10.0, 2.6 + 0.45 * len(rows)))
+    axes = figure.add_subplot()
+    image = axes.imshow(pair.cka, cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
+    axes.set_xticks(range(len(columns)), [plain_text(name, 24) for name in columns], rotation=90, fontsize=7)
+    axes.set_yticks(range(len(rows)), [plain_text(name, 24) for name in rows], fontsize=7)
+    axes.set_xlabel(plain_text(pair.titles[1]), fontsize=8)
+    axes.set_ylabel(plain_text(pair.titles[0]), fontsize=8)
+    for (row, column), value in np.ndenumerate(pair.cka):
+        if len(rows) * len(columns) <= 100 and np.isfinite(value):
+            colour = "white" if value < 0.6 else "black"
+            axes.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=6, color=colour)
+    figure.colorbar(image, ax=axes, shrink=0.8, label="linear CKA")
+    caption = (
+        f"Linear CKA (Kornblith et al. 2019) between the layers of {pair.titles[0]} (rows) and {pair.titles[1]} "
+        f"(columns) on the same {pair.num_inputs} probe inputs of {pair.titles[0]}"
+        + (f" ({pair.note} for {pair.titles[1]})" if pair.note else "")
+        + ": 1 is the same representation up to a rotation and a scale, 0 unrelated."
+    )
+    summary = {"titles": list(pair.titles), "layers": [list(rows), list(columns)], "num_inputs": pair.num_inputs}
+    return Artifact(
+        name=f"representations-{index}",
+        caption=caption + (f" {notes}" if notes else ""),
+        figure=figure,
+        data={"cka": pair.cka},
+        summary=summary,
+    )
 
 
 def shared_layer_figure(layer: SharedLayer, values: LayerValues, titles: Sequence[str]) -> Artifact | None:

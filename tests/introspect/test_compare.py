@@ -112,7 +112,12 @@ def test_missing_history_gives_empty_cells_and_no_curves() -> None:
     comparison = compare_subjects([("a", tiny_subject(0)), ("a", tiny_subject(1))])
     assert comparison.titles == ("a", "a (2)")
     assert comparison.rows[0]["best_val_accuracy"] is None and comparison.rows[0]["final_val_loss"] is None
-    assert [figure.name for figure in comparison_figures(comparison)] == ["conv1.weight", "fc.weight"]
+    # The layers' figures, then the representations of the two networks (CKA on the probe).
+    assert [figure.name for figure in comparison_figures(comparison)] == [
+        "conv1.weight",
+        "fc.weight",
+        "representations-1",
+    ]
 
 
 def test_shared_layers_are_exactly_those_with_equal_name_and_shape() -> None:
@@ -127,7 +132,7 @@ def test_shared_layers_are_exactly_those_with_equal_name_and_shape() -> None:
     comparison = compare_subjects([("shallow", shallow), ("deep", deep)])
     assert [layer.name for layer in comparison.shared] == shared
     assert [layer.name for layer in comparison.layers] == ["conv1.weight"]  # biases get numbers, not figures
-    assert [figure.layer for figure in comparison_figures(comparison)] == ["conv1.weight"]
+    assert [figure.layer for figure in comparison_figures(comparison) if figure.layer] == ["conv1.weight"]
 
 
 def test_drift_norms_equal_numpy_norms() -> None:
