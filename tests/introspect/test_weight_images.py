@@ -57,6 +57,23 @@ def test_kernel_grids_draws_grey_first_layer_kernels_on_a_zero_centred_scale() -
     assert image.get_clim() == pytest.approx((-np.abs(weight).max(), np.abs(weight).max()))
 
 
+def test_kernel_grids_colour_bar_spans_the_layer_limit_beside_its_panels() -> None:
+    subject = conv_image_subject(channels=1)
+    subject = dataclasses.replace(subject, initial_weights={"0.weight": 0.5 * subject.weights["0.weight"]})
+    first = run(kernel_grids, subject).artifacts[0]
+    weight = numpy_weight(subject, "0.weight")
+    limit, difference_limit = np.abs(weight).max(), np.abs(weight - 0.5 * weight).max()
+    *panels, bar, difference_bar = first.figure.axes
+    for axes, expected in ((bar, limit), (difference_bar, difference_limit)):
+        np.testing.assert_allclose(axes.get_yticks(), [-expected, -expected / 2, 0, expected / 2, expected])
+        assert axes.images[0].get_clim() == pytest.approx((-expected, expected))
+    assert bar.get_yticklabels()[-1].get_text() == f"{limit:.3g}"
+    # left to right: initial, final, their bar, the difference, its bar; all inside the figure
+    boxes = [axes.get_position() for axes in (panels[0], panels[1], bar, panels[2], difference_bar)]
+    assert all(left.x1 < right.x0 for left, right in zip(boxes, boxes[1:]))
+    assert boxes[0].x0 > 0 and boxes[-1].x1 < 1 and all(0 < box.y0 and box.y1 < 1 for box in boxes)
+
+
 def test_kernel_grids_shows_rgb_first_layer_in_colour_and_deeper_layer_per_input_channel() -> None:
     subject = conv_image_subject(channels=3)
     first, second = run(kernel_grids, subject).artifacts
