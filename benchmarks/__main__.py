@@ -47,7 +47,8 @@ GROUPS = (
     Group((("training", "x", 1.15),), lambda sizes, folder, device: compute.training_rows(sizes)),
     Group((("startup", "s", 0.5),), lambda sizes, folder, device: processes.startup_rows(sizes)),
     Group((("gallery", "x", None), ("gallery_wall", "s", 10.0)), processes.gallery_rows),
-    Group((("scale", "x", 4.0), ("memory", "GB", 3.0)), processes.scale_rows),
+    Group((("scale", "x", 4.0), ("memory", "GB", processes.MEMORY_LIMIT_GB)), processes.scale_rows),
+    Group((("many_tensors", "s", processes.MANY_TENSORS_LIMIT_S),), processes.many_tensors_rows),
     Group((("dataset_pass", "x", passes.PASS_TARGET),), lambda sizes, folder, device: passes.pass_rows(sizes)),
     Group((("dataset_saliency", "x", None),), lambda sizes, folder, device: passes.saliency_rows(sizes)),
     Group(
@@ -58,7 +59,7 @@ GROUPS = (
 )
 ROW_NAMES = tuple(name for group in GROUPS for name, _, _ in group.rows)
 #: Rows whose target is ``value < target`` (the others are ``<=``), for the rows of a group that failed.
-STRICT_ROWS = frozenset({"gallery_wall", "dataset_memory"})
+STRICT_ROWS = frozenset({"gallery_wall", "dataset_memory", "many_tensors"})
 
 
 def run_group(group: Group, sizes: Sizes, folder: Path, device: str) -> list[Row]:

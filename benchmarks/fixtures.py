@@ -51,6 +51,7 @@ class Sizes:
         memory_counts: inputs of the small and the large pass of the dataset memory row.
         ray_repeats: repetitions of the Ray / local pair (``0``: the row is left out, each Ray pass
             starting a cluster for about 25 s).
+        many_tensors: tensors in the state_dict of the ``many_tensors`` row.
     """
 
     quick: bool
@@ -73,6 +74,7 @@ class Sizes:
     dataset_batch: int
     memory_counts: tuple[int, int]
     ray_repeats: int
+    many_tensors: int
 
 
 def full_sizes(repeats: int = 5) -> Sizes:
@@ -98,6 +100,7 @@ def full_sizes(repeats: int = 5) -> Sizes:
         dataset_batch=256,  # the CLI's --batch-size default
         memory_counts=(1000, 10000),
         ray_repeats=3,
+        many_tensors=100_000,
     )
 
 
@@ -124,6 +127,7 @@ def quick_sizes() -> Sizes:
         dataset_batch=32,
         memory_counts=(64, 256),
         ray_repeats=0,
+        many_tensors=2_000,
     )
 
 
@@ -233,6 +237,25 @@ def resnet_state_dict(folder: Path, name: str) -> Path:
     path = folder / f"{name}.pt"
     if not path.exists():
         torch.save(resnet(name).state_dict(), path)
+    return path
+
+
+def many_tensors_state_dict(folder: Path, count: int) -> Path:
+    """A state_dict of ``count`` small tensors (seeded): ``count // 2`` linear blocks of a 4x4 weight and a bias.
+
+    What a checkpoint of a model with very many small layers looks like; the row's time should
+    grow with the data (1.6 million numbers here), not with the number of tensors.
+    """
+    import torch
+
+    path = folder / f"many-tensors-{count}.pt"
+    if not path.exists():
+        values = torch.randn(count // 2, 20, generator=generator())
+        state = {}
+        for index, row in enumerate(values):
+            state[f"blocks.{index}.linear.weight"] = row[:16].reshape(4, 4).clone()
+            state[f"blocks.{index}.linear.bias"] = row[16:].clone()
+        torch.save(state, path)
     return path
 
 

@@ -1,4 +1,4 @@
-"""Rows that time whole ``introspect`` processes: gallery, scale, memory and start-up.
+"""Rows that time whole ``introspect`` processes: gallery, scale, memory, many tensors and start-up.
 
 Wall time is measured from here around the child; CPU time and peak RSS come from the kernel
 (``os.wait4``), so they cover exactly that process.
@@ -6,8 +6,11 @@ Wall time is measured from here around the child; CPU time and peak RSS come fro
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import statistics
 from pathlib import Path
+from typing import Any
 
 from benchmarks import fixtures
 from benchmarks.fixtures import Sizes
@@ -23,8 +26,11 @@ from benchmarks.harness import (
 from benchmarks.report import Row, ratio_row
 
 GALLERY_LIMIT_S = 10.0
-MEMORY_LIMIT_GB = 3.0
+MEMORY_LIMIT_GB = 2.0
 STARTUP_LIMIT_S = 0.5
+MANY_TENSORS_LIMIT_S = 10.0
+#: Analyzers of the ResNet50 run listed in the memory row's details, the largest peak growth first.
+LARGEST_ANALYZERS = 8
 
 
 def analyze_command(checkpoint: Path, out_dir: Path, sizes: Sizes, device: str, *extra: str) -> list[str]:
@@ -96,6 +102,7 @@ def scale_rows(sizes: Sizes, folder: Path, device: str) -> list[Row]:
         )
 
     big_command, small_command = command(big, big_shape), command(small, small_shape)
+    big_manifest = folder / f"gallery-{big}-{big_shape[1]}" / "manifest.json"
     comparison = compare(
         lambda: run_process(big_command), lambda: run_process(small_command), repeats=sizes.scale_repeats, warmup=0
     )
@@ -122,8 +129,45 @@ def scale_rows(sizes: Sizes, folder: Path, device: str) -> list[Row]:
             target=MEMORY_LIMIT_GB,
             repeats=len(comparison.numerator),
             note=f"{peak / 2**30:.2f} GiB; the largest of the runs",
-            details={"peak_rss_bytes": peak, "per_run_bytes": [timing.peak_rss for timing in comparison.numerator]},
+            details={
+                "peak_rss_bytes": peak,
+                "per_run_bytes": [timing.peak_rss for timing in comparison.numerator],
+                "largest_analyzers": largest_analyzers(big_manifest),
+            },
         ),
+    ]
+
+
+def largest_analyzers(manifest: Path, count: int = LARGEST_ANALYZERS) -> list[dict[str, Any]]:
+    """The analyzers of a gallery's manifest (the last run's) with the largest peak RSS growth, and their memory."""
+    entries = json.loads(manifest.read_text(encoding="utf-8"))["analyzers"]
+    measured = [entry for entry in entries if entry.get("memory")]
+    measured.sort(key=lambda entry: entry["memory"]["peak_growth_mb"], reverse=True)
+    return [{"name": entry["name"], "seconds": entry["seconds"], **entry["memory"]} for entry in measured[:count]]
+
+
+def many_tensors_rows(sizes: Sizes, folder: Path, device: str) -> list[Row]:
+    """``many_tensors``: ``introspect analyze --all`` on a state_dict of very many small tensors, whole process."""
+    checkpoint = fixtures.many_tensors_state_dict(folder, sizes.many_tensors)
+    command = analyze_command(
+        checkpoint, folder / "gallery-many-tensors", dataclasses.replace(sizes, analyzers=()), device
+    )
+    timings = repeat(lambda: run_process(command), repeats=sizes.process_repeats, warmup=0)
+    wall = median_wall(timings)
+    return [
+        Row(
+            name="many_tensors",
+            what=f"introspect analyze --all on a state_dict of {sizes.many_tensors:,} small tensors, whole process",
+            value=wall,
+            unit="s",
+            target=MANY_TENSORS_LIMIT_S,
+            strict=True,
+            numerator_s=wall,
+            repeats=len(timings),
+            note=f"median CPU time {statistics.median(t.cpu for t in timings):.2f} s; peak RSS "
+            f"{max(t.peak_rss or 0 for t in timings) / 1e6:.0f} MB",
+            details={"cpu_s": [t.cpu for t in timings], "wall_s": [t.wall for t in timings]},
+        )
     ]
 
 

@@ -1,4 +1,4 @@
-"""What analyzers return: figures, animations and tables, with the numbers behind them."""
+"""What analyzers return: figures, animations and tables, with the numbers behind them, and what they used."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from introspect.plotting import limit_figure_text
+
 if TYPE_CHECKING:
     import numpy as np
     from matplotlib.figure import Figure
+
+    from introspect.spec import AnalyzerSpec
 
 _SLUG_UNSAFE = re.compile(r"[^a-z0-9_-]+")
 
@@ -106,6 +110,11 @@ class AnalyzerResult:
         warnings: Python warnings (numpy, torch, matplotlib) raised while the analyzer ran,
             one line each, recorded here instead of printed.
         options: the options it was given (``--option``), recorded in the manifest.
+        memory: what the analyzer's process used, in MB (10^6 bytes), recorded in the manifest
+            beside ``seconds`` (see :func:`~introspect.memory.measured_memory`): ``rss_before_mb``,
+            ``rss_after_mb`` (after the runner's release), ``peak_growth_mb`` (the peak RSS during
+            the analyzer above ``rss_before_mb``), ``peak_method``; ``cuda_peak_mb`` and
+            ``python_peak_mb`` where measured. Empty for an analyzer that did not run.
     """
 
     name: str
@@ -117,8 +126,43 @@ class AnalyzerResult:
     traceback: str = ""
     warnings: tuple[str, ...] = ()
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    memory: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         """Whether the analyzer ran and produced its artifacts."""
         return self.status == "ok"
+
+
+def _check_artifacts(spec: AnalyzerSpec, artifacts: Any) -> None:
+    if not isinstance(artifacts, (list, tuple)) or not all(isinstance(item, Artifact) for item in artifacts):
+        raise TypeError(f"analyzer {spec.name!r} must return a list of Artifact, not {type(artifacts).__name__}")
+
+
+def bounded_artifacts(spec: AnalyzerSpec, artifacts: Any) -> tuple[list[Artifact], str]:
+    """The artifacts checked and bounded, whoever wrote the analyzer, and a note on what was dropped.
+
+    At most :data:`~introspect.artifacts.MAX_FIGURES_PER_ANALYZER` figures and animations are
+    kept (tables always), tables are cut to :data:`~introspect.artifacts.MAX_TABLE_ROWS` rows,
+    and the text of each figure is bounded (:func:`~introspect.plotting.limit_figure_text`).
+    """
+    _check_artifacts(spec, artifacts)
+    kept, figures, dropped = [], 0, 0
+    for artifact in artifacts:
+        if artifact.table is None:
+            figures += 1
+            if figures > MAX_FIGURES_PER_ANALYZER:
+                dropped += 1
+                continue
+        if artifact.figure is not None:
+            limit_figure_text(artifact.figure)
+        if artifact.table is not None and len(artifact.table) > MAX_TABLE_ROWS + 1:  # + its "and N more" row
+            first = next(iter(artifact.table[0]), "row")
+            artifact = dataclasses.replace(artifact, table=capped_rows(list(artifact.table), first))
+        kept.append(artifact)
+    if not dropped:
+        return kept, ""
+    note = f"{dropped} more figures were left out (at most {MAX_FIGURES_PER_ANALYZER} per analyzer)"
+    last = max(index for index, artifact in enumerate(kept) if artifact.table is None)
+    kept[last] = dataclasses.replace(kept[last], caption=f"{kept[last].caption} {note}.")
+    return kept, note

@@ -105,6 +105,7 @@ def _analyzer_entry(
         "status": result.status,
         "reason": result.reason,
         "seconds": round(result.seconds, 4),
+        "memory": dict(result.memory),
         "options": {key: list(value) if isinstance(value, tuple) else value for key, value in result.options.items()},
         "figures": figure_files.get(result.name, []),
     }

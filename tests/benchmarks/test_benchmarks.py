@@ -25,6 +25,7 @@ EXPECTED_ROWS = {
     "gallery_wall",
     "scale",
     "memory",
+    "many_tensors",
     "dataset_pass",
     "dataset_saliency",
     "dataset_memory",

@@ -83,6 +83,7 @@ def comparable(manifest: dict) -> dict:
     manifest.pop("created")
     for entry in manifest["analyzers"]:
         entry.pop("seconds")
+        entry.pop("memory")  # RSS readings differ from run to run, as timings do
     return manifest
 
 
