@@ -52,7 +52,16 @@ COMPARISONS = (
         " (NetA2-HF)?",
         ("neta1-hf", "neta1-ht", "neta1-dt", "neta2-hf"),
     ),
+    (
+        "mnist-mlp-against-lenet5",
+        "The MNIST MLP against LeNet-5",
+        "Do a dense and a convolutional network trained on the same digits compute alike? The page ends with linear"
+        " CKA between their layers on the same MNIST probe.",
+        ("mnist-mlp", "lenet5"),
+    ),
 )
+#: The networks whose attributions are also measured by retraining (``introspect trust --retrain --quick``).
+TRUSTED = ("lenet5",)
 
 _START = time.monotonic()
 
@@ -145,6 +154,22 @@ def add_comparisons(writer: Any, subjects: dict[str, Any]) -> None:
         say(f"comparison {slug}: {len(entries)} checkpoints, {len(comparison.shared)} shared parameters")
 
 
+def add_trust_pages(writer: Any, checkpoints: dict[str, Path]) -> None:
+    """ROAR and the data randomization test, retrained on the quick recipe, for each network in TRUSTED."""
+    from introspect.loading import load_checkpoint
+    from introspect.runner import run_one
+    from introspect.spec import spec_of
+    from trainers.trust import data_randomization, roar
+
+    for name in (name for name in TRUSTED if name in checkpoints):
+        started = time.monotonic()
+        subject = load_checkpoint(checkpoints[name], seed=SEED)
+        specs = [spec_of(roar), spec_of(data_randomization)]
+        results = (reported(name, run_one(subject, spec, {"quick": True})) for spec in specs)
+        writer.add_page(f"{display_name(name)}: ROAR and data randomization", subject, specs, results)
+        say(f"{name}: retrained for ROAR and the data randomization test in {time.monotonic() - started:.1f} s")
+
+
 def build_site(checkpoints: dict[str, Path], out_dir: Path) -> tuple[Path, int]:
     """A page per checkpoint, the comparison pages, then the index listing both; atomically."""
     from introspect.registry import Registry
@@ -165,6 +190,7 @@ def build_site(checkpoints: dict[str, Path], out_dir: Path) -> tuple[Path, int]:
         if not writer.pages:
             raise SystemExit("nothing to show: no checkpoint could be trained or analyzed")
         add_comparisons(writer, subjects)
+        add_trust_pages(writer, checkpoints)
     return writer.index_path, exit_code
 
 

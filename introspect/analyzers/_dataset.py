@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from introspect._lazy import lazy_import
-from introspect.analyzers._shared import activation_layers, display_images, interesting_layers
+from introspect.analyzers._shared import activation_layers, display_images, interesting_layers, requested_layers
 from introspect.capture import leaf_layers
 from introspect.dataset.preprocess import Preprocessing
 from introspect.dataset.sources import Batch
@@ -86,13 +86,8 @@ def strip_rows_figure(rows: Sequence[tuple[str, np.ndarray, Sequence[str]]], tit
 def unit_layers(subject: Subject, requested: str | None, limit: int) -> list[str]:
     """The layers whose units a dataset analyzer follows: ``requested`` (comma-separated names), else
     the activation layers (every interesting layer when there are none), at most ``limit`` of them."""
-    modules = dict(subject.model.named_modules())
     if requested:
-        names = [name.strip() for name in requested.split(",") if name.strip()]
-        unknown = [name for name in names if name not in modules]
-        if unknown:
-            raise SkipAnalyzer(f"no layer named {unknown[0]!r} (introspect info lists the layers)")
-        return names
+        return requested_layers(subject.model, requested)
     names = list(activation_layers(subject.model)) or interesting_layers(subject.model)
     if not names:
         raise SkipAnalyzer("the model has no layers to follow over the dataset")

@@ -74,6 +74,18 @@ def interesting_layers(model: nn.Module) -> list[str]:
     return [name for name, module in leaf_layers(model) if type(module).__name__ not in PASS_THROUGH_LAYERS]
 
 
+def requested_layers(model: nn.Module, requested: str) -> list[str]:
+    """The comma-separated layer names of an analyzer's ``layers`` option; a name the model lacks is a skip."""
+    from introspect.errors import SkipAnalyzer
+
+    modules = dict(model.named_modules())
+    names = [name.strip() for name in requested.split(",") if name.strip()]
+    unknown = [name for name in names if name not in modules]
+    if unknown:
+        raise SkipAnalyzer(f"no layer named {unknown[0]!r} (introspect info lists the layers)")
+    return names
+
+
 def evenly_spaced(items: list[str], limit: int) -> list[str]:
     """At most ``limit`` items, spread evenly over ``items`` and keeping the first and last."""
     if len(items) <= limit:

@@ -15,7 +15,7 @@ import numpy as np
 
 from introspect._lazy import lazy_import
 from introspect.analyzers._cka import MIN_BATCH, MinibatchCKAReducer, cka, cka_matrix
-from introspect.analyzers._shared import activation_layers, evenly_spaced, interesting_layers
+from introspect.analyzers._shared import activation_layers, evenly_spaced, interesting_layers, requested_layers
 from introspect.artifacts import Artifact
 from introspect.capture import capture_activations, check_hookable
 from introspect.errors import SkipAnalyzer
@@ -44,12 +44,8 @@ def compared_layers(subject: Subject, requested: str | None, max_layers: int) ->
     otherwise pair up as near-copies); without activations, every layer that transforms its input.
     """
     check_hookable(subject.model)
-    modules = dict(subject.model.named_modules())
     if requested:
-        names = [name.strip() for name in requested.split(",") if name.strip()]
-        unknown = [name for name in names if name not in modules]
-        if unknown:
-            raise SkipAnalyzer(f"no layer named {unknown[0]!r} (introspect info lists the layers)")
+        names = requested_layers(subject.model, requested)
     else:
         transforming = interesting_layers(subject.model)
         names = list(activation_layers(subject.model)) or transforming
