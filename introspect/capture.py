@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from introspect._lazy import lazy_import
@@ -71,6 +71,32 @@ def recording(
     handles = [modules[name].register_forward_hook(hook_for(name)) for name in names]
     try:
         yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def each_output(
+    model: nn.Module, layers: Iterable[str], callback: Callable[[str, nn.Module, object], None]
+) -> Iterator[None]:
+    """Call ``callback(name, module, output)`` as each of ``layers`` produces an output during the block.
+
+    For callers that reduce an output on the spot instead of keeping it; hooks are removed on
+    exit, even when the block raises.
+    """
+    check_hookable(model)
+    modules = dict(model.named_modules())
+    names = list(layers)
+    unknown = [name for name in names if name not in modules]
+    if unknown:
+        raise KeyError(f"no layer named {unknown[0]!r} in the model")
+    handles = [
+        modules[name].register_forward_hook(lambda module, _inputs, output, name=name: callback(name, module, output))
+        for name in names
+    ]
+    try:
+        yield
     finally:
         for handle in handles:
             handle.remove()

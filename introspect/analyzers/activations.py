@@ -56,26 +56,74 @@ def activations(subject: Subject, /, *, max_layers: int = MAX_LAYER_FIGURES) -> 
     move are not contributing. A conv layer's panel shows each channel's mean output over the
     probe batch with its range, so silent or exploding channels stand out.
     """
-    layers = interesting_layers(subject.model)
     inputs = subject.probe_inputs.to(subject.device)
-    outputs = capture_activations(subject.model, inputs, layers)
-    shown = _drawn_layers([name for name in layers if name in outputs], outputs, max_layers)
-    left_out = len(outputs) - len(shown)
+    # Every layer's numbers first, reduced as each layer runs, then the outputs of only the drawn layers:
+    # a deep network's outputs for the whole probe at once would take gigabytes (ResNet50: 2.7 GB).
+    sketch = sketch_layers(subject.model, inputs, interesting_layers(subject.model))
+    shapes = sketch.shapes
+    shown = _drawn_layers(list(shapes), shapes, max_layers)
+    outputs = capture_activations(subject.model, inputs, shown)
+    left_out = len(shapes) - len(shown)
     modules = dict(subject.model.named_modules())
-    layouts = units_last_layouts(outputs, modules)
-    artifacts = [_layer_artifact(name, outputs[name], modules[name], layouts.get(name, False)) for name in shown]
-    artifacts = [_with_tuple_note(artifact, modules, outputs.tuple_shapes) for artifact in artifacts]
+    layouts = units_last_layouts(shapes, modules)
+    artifacts = [
+        _layer_artifact(name, outputs[name], modules[name], layouts.get(name, False))
+        for name in shown
+        if name in outputs
+    ]
+    artifacts = [_with_tuple_note(artifact, modules, sketch.tuple_shapes) for artifact in artifacts]
     if left_out and artifacts:
         first = artifacts[0]
-        note = f" {left_out} of {len(outputs)} layers are not drawn (evenly spaced); the table has their numbers."
+        note = f" {left_out} of {len(shapes)} layers are not drawn (evenly spaced); the table has their numbers."
         artifacts[0] = dataclasses.replace(first, caption=first.caption + note)
     if artifacts:
-        summary = all_layer_statistics(outputs)
         last = artifacts[-1]
-        artifacts[-1] = dataclasses.replace(last, summary={**last.summary, "all_layers": summary})
+        artifacts[-1] = dataclasses.replace(last, summary={**last.summary, "all_layers": sketch.statistics})
     if left_out and artifacts:
-        artifacts.append(_statistics_table(outputs, set(shown)))
+        artifacts.append(_statistics_table(sketch.statistics, len(shapes), set(shown)))
     return artifacts
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSketch:
+    """What one forward pass says of every layer without keeping its output.
+
+    Attributes:
+        statistics: :func:`all_layer_statistics`-style numbers of the first MAX_TABLE_ROWS layers.
+        shapes: every layer that gave a tensor, in the order they ran, as a ``meta`` tensor of its
+            output's shape (batch first), which takes no memory.
+        tuple_shapes: the layers whose output was a tuple, with its shapes as text.
+    """
+
+    statistics: dict[str, dict]
+    shapes: dict[str, torch.Tensor]
+    tuple_shapes: dict[str, str]
+
+
+def sketch_layers(model: torch.nn.Module, inputs: torch.Tensor, layers: list[str]) -> LayerSketch:
+    """Run ``model`` once in eval mode, reducing each layer's output to its statistics as it is produced."""
+    from introspect.capture import batch_first, each_output, evaluation_mode, first_tensor, structure_text
+
+    statistics: dict[str, dict] = {}
+    shapes: dict[str, torch.Tensor] = {}
+    tuple_shapes: dict[str, str] = {}
+
+    def reduced(name: str, module: torch.nn.Module, output: object) -> None:
+        tensor = first_tensor(output)
+        if tensor is None:
+            return
+        if tensor is not output:
+            tuple_shapes[name] = structure_text(output)
+        value = batch_first(module, tensor.detach())
+        shapes.pop(name, None)  # a layer called twice is described by its last call, in its last place
+        shapes[name] = torch.empty(value.shape, device="meta")
+        key = bounded_text(name)
+        if key in statistics or len(statistics) < MAX_TABLE_ROWS:
+            statistics[key] = output_statistics(value)
+
+    with each_output(model, layers, reduced), evaluation_mode(model), torch.no_grad():
+        model(inputs)
+    return LayerSketch(statistics, shapes, tuple_shapes)
 
 
 def _with_tuple_note(artifact: Artifact, modules: dict[str, torch.nn.Module], tuple_shapes: dict[str, str]) -> Artifact:
@@ -123,17 +171,37 @@ def all_layer_statistics(outputs: dict[str, torch.Tensor], limit: int = MAX_TABL
     return statistics
 
 
-def _statistics_table(outputs: dict[str, torch.Tensor], drawn: set[str]) -> Artifact:
-    statistics = all_layer_statistics(outputs)
+def output_statistics(output: torch.Tensor) -> dict:
+    """The numbers :func:`all_layer_statistics` gives one output, by a few whole-tensor reductions.
+
+    :func:`~introspect.analyzers._stats.tensor_statistics` is built for many small tensors (weights)
+    and costs several passes per value; one large, finite output needs only a float64 copy.
+    Outputs with NaN or inf values go through it, since its statistics skip them.
+    """
+    values = output.detach()
+    if values.numel() < 2 or not bool(torch.isfinite(values).all()):
+        return all_layer_statistics({"output": values})["output"]
+    std, mean = torch.std_mean(values.double())
+    return {
+        "shape": list(values.shape[1:]),
+        "mean": float(mean),
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "fraction_positive": float((values > 0).sum()) / values.numel(),
+        "std": float(std),
+    }
+
+
+def _statistics_table(statistics: dict[str, dict], num_layers: int, drawn: set[str]) -> Artifact:
     table = [
         {"layer": name, "drawn": name in drawn, **numbers, "shape": "x".join(map(str, numbers["shape"]))}
         for name, numbers in statistics.items()
     ]
-    caption = f"Output statistics of the {len(outputs):,} layers over the probe batch (std with Bessel's correction)."
-    if len(outputs) > len(table):
-        table.append({key: (f"and {len(outputs) - len(table):,} more" if key == "layer" else None) for key in table[0]})
+    caption = f"Output statistics of the {num_layers:,} layers over the probe batch (std with Bessel's correction)."
+    if num_layers > len(table):
+        table.append({key: (f"and {num_layers - len(table):,} more" if key == "layer" else None) for key in table[0]})
         caption += f" The first {len(statistics):,} are listed."
-    return Artifact(name="all-layers", caption=caption, table=table, summary={"num_layers": len(outputs)})
+    return Artifact(name="all-layers", caption=caption, table=table, summary={"num_layers": num_layers})
 
 
 def _layer_artifact(name: str, output: torch.Tensor, module: torch.nn.Module, units_are_last: bool) -> Artifact:

@@ -129,3 +129,24 @@ def test_an_output_that_is_the_callers_own_tensor_is_copied() -> None:
     inputs = torch.randn(3, 4)
     outputs = capture_activations(torch.nn.Sequential(torch.nn.Identity(), torch.nn.Linear(4, 2)), inputs)
     assert torch.equal(outputs["0"], inputs) and outputs["0"].data_ptr() != inputs.data_ptr()
+
+
+def test_one_outputs_statistics_equal_numpy_and_skip_non_finite_values() -> None:
+
+    from introspect.analyzers.activations import output_statistics
+
+    values = torch.randn(8, 3, 5, 5, generator=torch.Generator().manual_seed(4))
+    numbers, array = output_statistics(values), values.double().numpy()
+    assert numbers["shape"] == [3, 5, 5]
+    for key, expected in (
+        ("mean", array.mean()),
+        ("std", array.std(ddof=1)),
+        ("min", array.min()),
+        ("max", array.max()),
+    ):
+        assert numbers[key] == pytest.approx(expected, rel=1e-9), key
+    assert numbers["fraction_positive"] == pytest.approx((array > 0).mean())
+    values[0, 0, 0, 0] = float("nan")
+    finite = array.ravel()[1:]  # the NaN replaced the first value
+    with_nan = output_statistics(values)
+    assert with_nan["mean"] == pytest.approx(finite.mean(), rel=1e-6) and with_nan["max"] == pytest.approx(finite.max())
