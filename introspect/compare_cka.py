@@ -64,9 +64,8 @@ def cross_cka(titles: Sequence[str], subjects: Sequence[Subject]) -> tuple[tuple
 
 
 def _pair(first: tuple[str, Subject], second: tuple[str, Subject]) -> CrossCKA:
-    from introspect.analyzers._cka import centered, gram
+    from introspect.analyzers._cka import centered_grams
     from introspect.analyzers.representation_similarity import compared_layers
-    from introspect.capture import capture_activations
     from introspect.errors import SkipAnalyzer
 
     (title_a, a), (title_b, b) = first, second
@@ -78,12 +77,12 @@ def _pair(first: tuple[str, Subject], second: tuple[str, Subject]) -> CrossCKA:
         layers_a, layers_b = (tuple(compared_layers(s, None, MAX_LAYERS)) for s in (a, b))
     except SkipAnalyzer as reason:
         raise ValueError(str(reason)) from None
-    outputs_a = capture_activations(a.model, inputs.to(a.device), layers_a)
-    outputs_b = capture_activations(b.model, their_inputs.to(b.device), layers_b)
-    layers_a = tuple(name for name in layers_a if name in outputs_a)
-    layers_b = tuple(name for name in layers_b if name in outputs_b)
-    kernels_a = torch.stack([centered(gram(outputs_a[name])).reshape(-1) for name in layers_a])
-    kernels_b = torch.stack([centered(gram(outputs_b[name])).reshape(-1) for name in layers_b])
+    grams_a = centered_grams(a.model, inputs.to(a.device), layers_a)
+    grams_b = centered_grams(b.model, their_inputs.to(b.device), layers_b)
+    layers_a = tuple(name for name in layers_a if name in grams_a)
+    layers_b = tuple(name for name in layers_b if name in grams_b)
+    kernels_a = torch.stack([grams_a[name].reshape(-1) for name in layers_a])
+    kernels_b = torch.stack([grams_b[name].reshape(-1) for name in layers_b])
     cross = (kernels_a @ kernels_b.T).numpy()
     scale_a, scale_b = kernels_a.norm(dim=1).numpy(), kernels_b.norm(dim=1).numpy()
     with np.errstate(invalid="ignore", divide="ignore"):

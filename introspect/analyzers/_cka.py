@@ -48,10 +48,35 @@ def centered(kernel: torch.Tensor) -> torch.Tensor:
 
 def cka_matrix(features: Sequence[torch.Tensor]) -> np.ndarray:
     """Linear CKA between every pair of (n, ...) feature tensors over the same n inputs (biased HSIC)."""
-    kernels = [centered(gram(item)) for item in features]
+    return cka_from_kernels([centered(gram(item)) for item in features])
+
+
+def cka_from_kernels(kernels: Sequence[torch.Tensor]) -> np.ndarray:
+    """Linear CKA between every pair of centered n x n kernels (:func:`centered` of :func:`gram`)."""
     flat = torch.stack([kernel.reshape(-1) for kernel in kernels])
     hsic = (flat @ flat.T).numpy()  # tr(K̃ L̃) = sum of their products, K̃ and L̃ symmetric
     return _normalized(hsic)
+
+
+def centered_grams(model: torch.nn.Module, inputs: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Each layer's centered Gram matrix over ``inputs``, made as the layer runs (in eval mode, no gradients).
+
+    Only the n x n matrices are kept, never the outputs, so comparing the layers of a deep
+    network takes the memory of one layer's output at a time.
+    """
+    from introspect.capture import batch_first, each_output, evaluation_mode, first_tensor
+
+    kernels: dict[str, torch.Tensor] = {}
+
+    def reduced(name: str, module: torch.nn.Module, output: object) -> None:
+        tensor = first_tensor(output)
+        if tensor is not None:
+            kernels.pop(name, None)  # a layer called twice is its last call, in its last place
+            kernels[name] = centered(gram(batch_first(module, tensor.detach()).cpu()))
+
+    with each_output(model, layers, reduced), evaluation_mode(model), torch.no_grad():
+        model(inputs)
+    return kernels
 
 
 def cka(first: torch.Tensor, second: torch.Tensor) -> float:

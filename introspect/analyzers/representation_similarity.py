@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from introspect._lazy import lazy_import
-from introspect.analyzers._cka import MIN_BATCH, MinibatchCKAReducer, cka, cka_matrix
+from introspect.analyzers._cka import MIN_BATCH, MinibatchCKAReducer, centered_grams, cka_from_kernels
 from introspect.analyzers._shared import activation_layers, evenly_spaced, interesting_layers, requested_layers
 from introspect.artifacts import Artifact
-from introspect.capture import capture_activations, check_hookable
+from introspect.capture import check_hookable
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
 from introspect.plotting import new_figure, short_label
@@ -70,18 +70,18 @@ def layer_similarity(subject: Subject, /, *, layers: str | None = None, max_laye
     if len(inputs) < MIN_BATCH:
         raise SkipAnalyzer(f"CKA needs at least {MIN_BATCH} probe inputs, the probe has {len(inputs)}")
     names = compared_layers(subject, layers, max_layers)
-    outputs = capture_activations(subject.model, inputs.to(subject.device), names)
-    names = [name for name in names if name in outputs]
+    kernels = centered_grams(subject.model, inputs.to(subject.device), names)
+    names = [name for name in names if name in kernels]
     if len(names) < 2:
         raise SkipAnalyzer("fewer than two of the compared layers gave a tensor output")
-    matrix = cka_matrix([outputs[name] for name in names])
+    matrix = cka_from_kernels([kernels[name] for name in names])
     caption = (
         f"Linear CKA (Kornblith et al. 2019) between the outputs of {len(names)} layers over the "
         f"{len(inputs)} probe inputs: 1 is the same representation up to a rotation and a scale, 0 unrelated."
     )
     artifacts = [_matrix_artifact("layer-similarity", matrix, names, caption, len(inputs))]
     if subject.initial_weights:
-        artifacts.append(_drift_artifact(subject, names, outputs))
+        artifacts.append(_drift_artifact(subject, names, kernels))
     return artifacts
 
 
@@ -144,12 +144,15 @@ def _heatmap(matrix: np.ndarray, layers: list[str]) -> Figure:
 
 
 def _drift_artifact(subject: Subject, names: list[str], trained: dict[str, torch.Tensor]) -> Artifact:
-    """Per layer: CKA between the trained network's output and the initial network's on the probe."""
+    """Per layer: CKA between the trained network's output and the initial network's on the probe (both as kernels)."""
     untrained = copy.deepcopy(subject.model)
     state = {name: tensor.to(subject.device) for name, tensor in subject.initial_weights.items()}
     untrained.load_state_dict(state, strict=False)  # buffers the checkpoint did not keep stay as trained
-    initial = capture_activations(untrained, subject.probe_inputs.to(subject.device), names)
-    values = np.array([cka(trained[name], initial[name]) if name in initial else np.nan for name in names])
+    initial = centered_grams(untrained, subject.probe_inputs.to(subject.device), names)
+    del untrained
+    values = np.array(
+        [cka_from_kernels([trained[name], initial[name]])[0, 1] if name in initial else np.nan for name in names]
+    )
     figure = new_figure(max(6.5, 0.5 * len(names) + 2.0), 3.6)
     axes = figure.add_subplot()
     axes.bar(range(len(names)), values, color="tab:blue")
