@@ -107,15 +107,51 @@ def load_checkpoint(path: str | os.PathLike[str], options: LoadOptions | None = 
     )
 
 
+#: Elements of small float tensors checked for NaN and Inf in one concatenated pass (tensor by tensor is slow).
+_FINITE_CHUNK_ELEMENTS = 1 << 20
+
+
 def non_finite_warnings(path: Path, weights: Mapping[str, torch.Tensor]) -> list[str]:
     """One sentence naming the weight tensors that hold NaN or Inf, if any do."""
-    broken = [name for name, tensor in weights.items() if not bool(torch.isfinite(tensor).all())]
+    broken = _non_finite_names(weights)
     if not broken:
         return []
     shown = ", ".join(broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
     return [
         f"{path}: {len(broken)} weight tensor(s) hold NaN or Inf values ({shown}); analyzers that can still run did"
     ]
+
+
+def _non_finite_names(weights: Mapping[str, torch.Tensor]) -> list[str]:
+    """The names of the weights holding NaN or Inf, in order; small ones are checked many at a time."""
+    names = [name for name, tensor in weights.items() if tensor.is_floating_point() or tensor.is_complex()]
+    broken: set[str] = set()
+    chunk: list[str] = []
+    elements = 0
+    for name in [*names, None]:  # None flushes the last chunk
+        size = weights[name].numel() if name is not None else 0
+        # A chunk is concatenated, so its tensors must share a device.
+        if chunk and (
+            name is None or elements + size > _FINITE_CHUNK_ELEMENTS or weights[name].device != weights[chunk[0]].device
+        ):
+            broken.update(_broken_in(chunk, weights))
+            chunk, elements = [], 0
+        if name is not None:
+            chunk.append(name)
+            elements += size
+    return [name for name in names if name in broken]
+
+
+def _broken_in(chunk: list[str], weights: Mapping[str, torch.Tensor]) -> list[str]:
+    """Of ``chunk``, those holding NaN or Inf: one check over all, tensor by tensor only if it fails.
+
+    Concatenating promotes to the widest dtype, which keeps every NaN and Inf as they are.
+    """
+    if len(chunk) > 1:
+        flat = torch.cat([weights[name].reshape(-1) for name in chunk])
+        if bool(torch.isfinite(flat).all()):
+            return []
+    return [name for name in chunk if not bool(torch.isfinite(weights[name]).all())]
 
 
 def resolve_device(device: str) -> str:

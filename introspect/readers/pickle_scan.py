@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import pickle
-from collections.abc import Iterator
 from typing import Any
 
 from introspect.budget import Budget, BudgetError
@@ -30,17 +29,22 @@ class Stub:
     """An inert stand-in for an object the pickle names: it records its calls and its state."""
 
     qualname = "?"
+    #: Set on the classes of tensor rebuilders: every instance is recorded there as it is made.
+    created: list[Stub] | None = None
+    #: Whether APPEND or APPENDS added to ``items`` (SETITEM(S) add pairs): a dict does not take them.
+    appended = False
 
     args: tuple[Any, ...]
-    state: Any
-    items: list[Any]
+    # Class-level until first set: a file makes hundreds of thousands of stubs, most never filled.
+    state: Any = None
+    items: list[Any] | tuple[()] = ()
 
     # Both REDUCE (``cls(*args)``) and NEWOBJ (``cls.__new__(cls, *args)``) arrive here.
     def __new__(cls, *args: Any) -> Stub:
         instance = super().__new__(cls)
         instance.args = args
-        instance.state = None
-        instance.items = []
+        if cls.created is not None:
+            cls.created.append(instance)
         return instance
 
     def __setstate__(self, state: Any) -> None:
@@ -49,14 +53,21 @@ class Stub:
     def __call__(self, *args: Any) -> Stub:  # a stub returned by a stub (``getattr(cls, name)``) may be called
         return Stub(self, *args)
 
+    def _own_items(self) -> list[Any]:
+        if type(self.items) is not list:
+            self.items = []
+        return self.items  # type: ignore[return-value]
+
     def __setitem__(self, key: Any, value: Any) -> None:
-        self.items.append((key, value))
+        self._own_items().append((key, value))
 
     def append(self, value: Any) -> None:
-        self.items.append(value)
+        self.appended = True
+        self._own_items().append(value)
 
     def extend(self, values: Any) -> None:
-        self.items.extend(values)
+        self.appended = True
+        self._own_items().extend(values)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,22 +105,32 @@ class TensorView:
 
 
 class StubUnpickler(pickle.Unpickler):
-    """Unpickles with every global replaced by a :class:`Stub` subclass and storages by refs."""
+    """Unpickles with every global replaced by a :class:`Stub` subclass and storages by refs.
+
+    Every tensor rebuild and every storage reference is recorded as the pickle makes it, reachable
+    from the result or not: ``torch.load`` runs each REDUCE and loads each storage it meets, so
+    each of them must pass the checks, not only those the result holds.
+    """
 
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)
         self.globals_named: set[str] = set()
+        self.tensor_stubs: list[Stub] = []
+        self.storage_refs: list[StorageRef] = []
         self._classes: dict[str, type[Stub]] = {}
 
     def find_class(self, module: str, name: str) -> type[Stub]:
         qualname = f"{module}.{name}"
         self.globals_named.add(qualname)
         if qualname not in self._classes:
-            self._classes[qualname] = type("Stub", (Stub,), {"qualname": qualname})
+            created = self.tensor_stubs if qualname in TENSOR_REBUILDERS else None
+            self._classes[qualname] = type("Stub", (Stub,), {"qualname": qualname, "created": created})
         return self._classes[qualname]
 
     def persistent_load(self, pid: Any) -> Any:
-        return storage_ref_from(pid)
+        ref = storage_ref_from(pid)
+        self.storage_refs.append(ref)
+        return ref
 
 
 def storage_ref_from(pid: Any) -> StorageRef:
@@ -125,12 +146,19 @@ def storage_ref_from(pid: Any) -> StorageRef:
 
 @dataclasses.dataclass
 class PickleScan:
-    """What a pickle names and builds, without any of it having run."""
+    """What a pickle names and builds, without any of it having run.
+
+    Attributes:
+        storages: the first reference to each storage key (``torch.load`` keeps the first too).
+        tensors: every tensor view the pickle rebuilds, in the order it rebuilds them.
+        tensor_stubs: the stub of each of ``tensors``, at the same index.
+    """
 
     root: Any
     globals_named: set[str]
     storages: dict[str, StorageRef]
     tensors: list[TensorView]
+    tensor_stubs: list[Stub] = dataclasses.field(default_factory=list)
 
 
 def scan_pickle(data: bytes, budget: Budget, *, what: str) -> PickleScan:
@@ -151,36 +179,44 @@ def scan_pickle(data: bytes, budget: Budget, *, what: str) -> PickleScan:
         raise CheckpointError(
             f"{what}: is truncated or corrupted ({type(error).__name__}: {str(error)[:120]})"
         ) from None
-    return collect(root, unpickler.globals_named, budget, what)
+    return collect(root, unpickler, budget, what)
 
 
-def collect(root: Any, globals_named: set[str], budget: Budget, what: str) -> PickleScan:
-    """The storages and tensor views reachable from an unpickled stub tree."""
+def collect(root: Any, unpickler: StubUnpickler, budget: Budget, what: str) -> PickleScan:
+    """The storages and tensor views an unpickled stub tree was built with, its nesting checked."""
+    check_depth(root, what)
+    if len(unpickler.tensor_stubs) > budget.max_tensors:
+        raise BudgetError(f"{what}: holds more than {budget.max_tensors} tensors")
     storages: dict[str, StorageRef] = {}
-    tensors: list[TensorView] = []
-    for value in walk(root, what):
-        if isinstance(value, StorageRef):
-            storages.setdefault(value.key, value)
-        elif isinstance(value, Stub) and value.qualname in TENSOR_REBUILDERS:
-            tensors.append(tensor_view_from(value, what))
-            if len(tensors) > budget.max_tensors:
-                raise BudgetError(f"{what}: holds more than {budget.max_tensors} tensors")
-    return PickleScan(root=root, globals_named=globals_named, storages=storages, tensors=tensors)
+    for ref in unpickler.storage_refs:
+        storages.setdefault(ref.key, ref)
+    tensors = [tensor_view_from(stub, what) for stub in unpickler.tensor_stubs]
+    return PickleScan(
+        root=root,
+        globals_named=unpickler.globals_named,
+        storages=storages,
+        tensors=tensors,
+        tensor_stubs=list(unpickler.tensor_stubs),
+    )
 
 
-def walk(root: Any, what: str, max_depth: int = MAX_PICKLE_DEPTH) -> Iterator[Any]:
-    """Every object reachable from ``root`` once, depth-first, without recursion."""
-    seen: set[int] = set()
-    stack: list[tuple[Any, int]] = [(root, 0)]
-    while stack:
-        value, depth = stack.pop()
-        if id(value) in seen:
-            continue
-        seen.add(id(value))
-        if depth > max_depth:
-            raise BudgetError(f"{what}: nests objects deeper than {max_depth} levels")
-        yield value
-        stack.extend((child, depth + 1) for child in children(value))
+#: Values that hold nothing: the walk does not visit them (a file holds millions of them).
+_LEAF_TYPES = frozenset({str, int, float, bool, bytes, bytearray, complex, type(None), StorageRef})
+
+
+def check_depth(root: Any, what: str, max_depth: int = MAX_PICKLE_DEPTH) -> None:
+    """Refuse a stub tree that nests containers deeper than ``max_depth``.
+
+    Level by level, each object at the first depth it is reached, without recursion.
+    """
+    seen = {id(root)}
+    level = [root]
+    for _ in range(max_depth + 1):
+        found = [child for value in level for child in children(value) if type(child) not in _LEAF_TYPES]
+        level = [child for child in found if id(child) not in seen and not seen.add(id(child))]  # type: ignore[func-returns-value]
+        if not level:
+            return
+    raise BudgetError(f"{what}: nests objects deeper than {max_depth} levels")
 
 
 def children(value: Any) -> list[Any]:

@@ -8,6 +8,7 @@ elements it poses as must fit the budget.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -22,18 +23,26 @@ else:
     torch = lazy_import("torch")
 
 
+@functools.cache
+def _dtypes_by_qualname() -> dict[str, torch.dtype]:
+    """Every storage type and dtype name a pickle may use, looked up once (torch's attributes are slow)."""
+    import torch as loaded_torch  # the module itself: ``vars`` of the lazy stand-in would be empty
+
+    table = {f"{module}.UntypedStorage": torch.uint8 for module in ("torch", "torch.storage")}
+    for dtype, storage in torch.storage._dtype_to_storage_type_map().items():
+        table[f"torch.{storage}"] = dtype
+    for name, value in vars(loaded_torch).items():  # dir(torch) leaves some dtypes out
+        if isinstance(value, torch.dtype):
+            table[f"torch.{name}"] = value
+    return table
+
+
 def dtype_named(qualname: str, what: str) -> torch.dtype:
     """The dtype a pickle names: a storage type (``torch.FloatStorage``) or a dtype (``torch.float8_e4m3fn``)."""
-    module, _, name = qualname.rpartition(".")
-    if module in ("torch", "torch.storage") and name == "UntypedStorage":
-        return torch.uint8
-    if module == "torch" and name.endswith("Storage"):
-        by_name = {storage: dtype for dtype, storage in torch.storage._dtype_to_storage_type_map().items()}
-        if name in by_name:
-            return by_name[name]
-    elif module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-        return getattr(torch, name)
-    raise CheckpointError(f"{what}: declares a tensor of unknown type {qualname[:80]!r}")
+    dtype = _dtypes_by_qualname().get(qualname)
+    if dtype is None:
+        raise CheckpointError(f"{what}: declares a tensor of unknown type {qualname[:80]!r}")
+    return dtype
 
 
 def storage_dtype(ref: StorageRef, what: str) -> torch.dtype:
@@ -57,18 +66,16 @@ def check_views(views: Iterable[TensorView], storage_bytes: Mapping[str, int], b
             memory budget.
     """
     total = sum(storage_bytes.values())
+    itemsizes = {name: dtype.itemsize for name, dtype in _dtypes_by_qualname().items()}
     for view in views:
-        stored = storage_dtype(view.storage, what).itemsize * view.storage.numel
-        real = storage_bytes.get(view.storage.key)
+        storage = view.storage
+        real = storage_bytes.get(storage.key)
         if real is None:
-            raise CheckpointError(
-                f"{what}: a tensor refers to storage {view.storage.key!r}, which the file does not hold"
-            )
+            raise CheckpointError(f"{what}: a tensor refers to storage {storage.key!r}, which the file does not hold")
+        stored = _itemsize(itemsizes, storage.dtype_name, what) * storage.numel
         if real != stored:
-            raise CheckpointError(f"{what}: storage {view.storage.key!r} holds {real} bytes but declares {stored}")
-        itemsize = (
-            dtype_named(view.dtype_name, what).itemsize if view.dtype_name else stored // max(view.storage.numel, 1)
-        )
+            raise CheckpointError(f"{what}: storage {storage.key!r} holds {real} bytes but declares {stored}")
+        itemsize = _itemsize(itemsizes, view.dtype_name, what) if view.dtype_name else stored // max(storage.numel, 1)
         if (view.last_element() + 1) * itemsize > real:
             raise CheckpointError(
                 f"{what}: a tensor of size {list(view.size)[:8]} reaches outside its storage of {real} bytes"
@@ -78,6 +85,11 @@ def check_views(views: Iterable[TensorView], storage_bytes: Mapping[str, int], b
             total += posed
     budget.check_bytes(total, what)
     return total
+
+
+def _itemsize(itemsizes: Mapping[str, int], qualname: str, what: str) -> int:
+    size = itemsizes.get(qualname)
+    return size if size is not None else dtype_named(qualname, what).itemsize
 
 
 def flat_tensor(data: bytes, dtype: torch.dtype, what: str) -> torch.Tensor:

@@ -2,8 +2,8 @@
 
 ``weights_only`` keeps the file from naming code, but it trusts the sizes the file declares.
 Here the pickle is first read into inert stubs (:mod:`introspect.readers.pickle_scan`) so that
-every storage and tensor view is checked against the real bytes and the budget; only then does
-torch build the tensors.
+every storage and tensor view is checked against the real bytes and the budget; only then are
+the tensors built: from the stub tree when it holds nothing else, by torch otherwise.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from typing import IO, TYPE_CHECKING, Any
 from introspect._lazy import lazy_import
 from introspect.budget import Budget, BudgetError
 from introspect.errors import CheckpointError
-from introspect.readers.archive import TORCH_LEGACY, TORCH_ZIP, open_archive
-from introspect.readers.pickle_scan import StubUnpickler, collect, scan_pickle
+from introspect.readers.archive import TORCH_LEGACY, TORCH_ZIP, Archive, open_archive
+from introspect.readers.pickle_scan import PickleScan, StubUnpickler, collect, scan_pickle
+from introspect.readers.rebuild import UNSUPPORTED, rebuild_payload
 from introspect.readers.tensors import check_views, storage_dtype
 
 if TYPE_CHECKING:
@@ -31,24 +32,32 @@ _LEGACY_PREAMBLE = 3
 
 
 def read_torch_file(path: Path, kind: str, budget: Budget) -> Any:
-    """Load a ``torch-zip`` or ``torch-legacy`` file after its sizes passed the budget."""
+    """Load a ``torch-zip`` or ``torch-legacy`` file after its sizes passed the budget.
+
+    A zip whose pickle holds only tensors and plain containers is built from its checked stub
+    tree (:mod:`introspect.readers.rebuild`); any other goes through ``torch.load``.
+    """
     if kind == TORCH_ZIP:
-        check_zip_pickle(path, budget)
-    elif kind == TORCH_LEGACY:
+        payload = rebuild_payload(*check_zip_pickle(path, budget))
+        return load_weights_only(path, path) if payload is UNSUPPORTED else payload
+    if kind == TORCH_LEGACY:
         check_legacy_pickle(path, budget)
-    else:
-        raise CheckpointError(f"{path}: is a {kind} archive, not a file torch.save writes")
-    return load_weights_only(path, path)
+        return load_weights_only(path, path)
+    raise CheckpointError(f"{path}: is a {kind} archive, not a file torch.save writes")
 
 
 def read_torch_bytes(data: bytes, budget: Budget, what: str) -> Any:
     """The same for a ``torch.save`` zip nested in another archive (an export's sample inputs)."""
-    check_zip_pickle(Path(what), budget, source=data)
-    return load_weights_only(io.BytesIO(data), Path(what))
+    payload = rebuild_payload(*check_zip_pickle(Path(what), budget, source=data))
+    return load_weights_only(io.BytesIO(data), Path(what)) if payload is UNSUPPORTED else payload
 
 
-def check_zip_pickle(path: Path, budget: Budget, source: bytes | None = None) -> None:
-    """Every tensor view of a torch zip fits its stored bytes, and all of it fits the budget."""
+def check_zip_pickle(path: Path, budget: Budget, source: bytes | None = None) -> tuple[Archive, PickleScan]:
+    """Every tensor view of a torch zip fits its stored bytes, and all of it fits the budget.
+
+    Returns:
+        the archive and its scanned pickle, for building the tensors from.
+    """
     archive = open_archive(path, budget, source)
     if archive.kind != TORCH_ZIP:
         raise CheckpointError(f"{path}: is a {archive.kind} archive, not a file torch.save writes")
@@ -58,6 +67,7 @@ def check_zip_pickle(path: Path, budget: Budget, source: bytes | None = None) ->
     if missing:
         raise CheckpointError(f"{path}: refers to storage {missing[0]!r}, which the archive does not hold")
     check_views(scan.tensors, sizes, budget, str(path))  # type: ignore[arg-type]
+    return archive, scan
 
 
 def check_legacy_pickle(path: Path, budget: Budget) -> None:
@@ -73,7 +83,7 @@ def check_legacy_pickle(path: Path, budget: Budget) -> None:
         except Exception as error:
             raise CheckpointError(f"{path}: is truncated or corrupted ({type(error).__name__})") from None
         remaining = path.stat().st_size - handle.tell()
-    scan = collect(root, main.globals_named, budget, str(path))
+    scan = collect(root, main, budget, str(path))
     declared = {key: ref.numel * storage_dtype(ref, str(path)).itemsize for key, ref in scan.storages.items()}
     if sum(declared.values()) > remaining:
         raise CheckpointError(f"{path}: declares more storage bytes than the file holds (truncated or crafted)")
