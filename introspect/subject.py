@@ -177,7 +177,7 @@ class Subject:
         """One sentence saying why ``needs`` are not met, or ``""`` when they are."""
         missing = needs & ~self.available()
         reasons = [_MISSING_REASONS[flag](self) for flag in Needs if flag and flag in missing]
-        return "; ".join(reasons)
+        return "; ".join(dict.fromkeys(reasons))  # two needs unmet for one cause are said once
 
 
 def _no_model_reason(subject: Subject) -> str:
