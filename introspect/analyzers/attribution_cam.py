@@ -24,7 +24,7 @@ from introspect.analyzers._attribution_maps import flat_map_counts, flat_map_not
 from introspect.analyzers._shared import display_images
 from introspect.artifacts import Artifact
 from introspect.attention import TokenLayout, attention_layer_names, token_layout
-from introspect.capture import check_hookable
+from introspect.capture import check_hookable, each_output
 from introspect.errors import SkipAnalyzer
 from introspect.model_output import logits_of
 from introspect.needs import Needs
@@ -165,21 +165,14 @@ def _token_run(model: nn.Module, example: torch.Tensor, attention: list[str]) ->
     finished: list[tuple[str, tuple[int, ...]]] = []
     starts: list[int] = []
 
-    def hook_for(name: str):  # noqa: ANN202 - a closure per module name
-        def hook(module: nn.Module, inputs: tuple, output: object) -> None:
-            if isinstance(output, torch.Tensor):
-                finished.append((name, tuple(output.shape)))
-
-        return hook
-
-    def started(module: nn.Module, inputs: tuple) -> None:
-        starts.append(len(finished))
+    def ended(name: str, module: nn.Module, output: object) -> None:
+        if isinstance(output, torch.Tensor):
+            finished.append((name, tuple(output.shape)))
 
     modules = dict(model.named_modules())
-    handles = [module.register_forward_hook(hook_for(name)) for name, module in modules.items() if name]
-    handles += [modules[name].register_forward_pre_hook(started) for name in attention]
+    handles = [modules[name].register_forward_pre_hook(lambda *_: starts.append(len(finished))) for name in attention]
     try:
-        with torch.no_grad():
+        with each_output(model, [name for name in modules if name], ended), torch.no_grad():
             model(example)
     finally:
         for handle in handles:
@@ -265,21 +258,13 @@ def output_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, tu
     """
     finished: dict[str, tuple[int, ...]] = {}
 
-    def hook_for(name: str):  # noqa: ANN202 - a closure per module name
-        def hook(module: nn.Module, inputs: tuple, output: object) -> None:
-            if isinstance(output, torch.Tensor):
-                finished.pop(name, None)
-                finished[name] = tuple(output.shape)
+    def ended(name: str, module: nn.Module, output: object) -> None:
+        if isinstance(output, torch.Tensor):
+            finished.pop(name, None)
+            finished[name] = tuple(output.shape)
 
-        return hook
-
-    handles = [module.register_forward_hook(hook_for(name)) for name, module in model.named_modules() if name]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with each_output(model, [name for name, _ in model.named_modules() if name], ended), torch.no_grad():
+        model(example)
     return list(finished.items())
 
 

@@ -7,18 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from test_representation_similarity import hooked_outputs, numpy_linear_cka  # the same independent references
 from torch import nn
 
 from introspect.compare import compare_subjects
 from introspect.compare_cka import cross_cka, inputs_for
 from introspect.report.comparison import comparison_figures
 from introspect.subject import Subject, Task
-
-
-def numpy_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
-    x = x.reshape(len(x), -1) - x.reshape(len(x), -1).mean(axis=0)
-    y = y.reshape(len(y), -1) - y.reshape(len(y), -1).mean(axis=0)
-    return float(np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
 
 
 def image_task(input_shape: tuple[int, ...], normalization: dict | None = None) -> Task:
@@ -42,25 +37,13 @@ def mlp_subject(normalization: dict | None = None) -> Subject:
     return Subject.from_model(model, inputs, torch.arange(20) % 3, task=image_task((36,), normalization))
 
 
-def hooked(model: nn.Module, inputs: torch.Tensor, names: list[str]) -> dict[str, np.ndarray]:
-    modules, outputs = dict(model.named_modules()), {}
-    handles = [
-        modules[n].register_forward_hook(lambda _m, _i, o, n=n: outputs.__setitem__(n, o.detach())) for n in names
-    ]
-    with torch.no_grad():
-        model.eval()(inputs)
-    for handle in handles:
-        handle.remove()
-    return {name: value.double().numpy() for name, value in outputs.items()}
-
-
 def test_a_cnn_against_an_mlp_on_the_cnns_probe_equals_numpy_over_hooked_outputs() -> None:
     cnn, mlp = cnn_subject(), mlp_subject()
     (pair,), notes = cross_cka(["cnn", "mlp"], [cnn, mlp])
     assert notes == () and pair.titles == ("cnn", "mlp") and pair.num_inputs == 20
     assert pair.layers == (("1", "3"), ("1", "2")) and pair.note == "reshaped to [36]"
-    ours = hooked(cnn.model, cnn.probe_inputs, ["1", "3"])
-    theirs = hooked(mlp.model, cnn.probe_inputs.reshape(20, 36), ["1", "2"])
+    ours = hooked_outputs(cnn.model, cnn.probe_inputs, ["1", "3"])
+    theirs = hooked_outputs(mlp.model, cnn.probe_inputs.reshape(20, 36), ["1", "2"])
     expected = [[numpy_linear_cka(ours[a], theirs[b]) for b in ("1", "2")] for a in ("1", "3")]
     np.testing.assert_allclose(pair.cka, expected, rtol=1e-9)
 
