@@ -67,7 +67,7 @@ def build_registered(
     factory = _registered_factory(key)
     budget = budget or Budget()
     values = _checked_config(key, config, factory, budget)
-    skeleton = _call_factory(key, factory, values, device="meta")
+    skeleton = _call_factory(key, factory, values, meta=True)
     _check_skeleton(key, skeleton, budget, state_dict, source)
     return _call_factory(key, factory, values)
 
@@ -99,13 +99,15 @@ def _checked_config(key: str, config: Any, factory: Any, budget: Budget) -> dict
 
 
 def _call_factory(
-    key: str, factory: Callable[[dict[str, Any]], Any], values: dict[str, Any], device: str | None = None
+    key: str, factory: Callable[[dict[str, Any]], Any], values: dict[str, Any], *, meta: bool = False
 ) -> nn.Module:
     try:
-        if device is None:
+        if not meta:
             model = factory(dict(values))
         else:
-            with torch.device(device):
+            from introspect.meta_build import on_meta_device  # imports torch, which --help does not need
+
+            with on_meta_device():
                 model = factory(dict(values))
     except Exception as error:  # any failure of the factory means the config does not fit it
         raise ConfigError(f"architecture {key!r} cannot be built from its config: {_reason(error)}") from error

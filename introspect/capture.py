@@ -54,7 +54,10 @@ def recording(
     """
     check_hookable(model)
     modules = dict(model.named_modules())
-    names = [name for name, _ in leaf_layers(model)] if layers is None else list(layers)
+    if layers is None:
+        names = [name for name, module in modules.items() if name and not any(module.children())]
+    else:
+        names = list(layers)
     unknown = [name for name in names if name not in modules]
     if unknown:
         raise KeyError(f"no layer named {unknown[0]!r} in the model")
@@ -62,9 +65,10 @@ def recording(
 
     def hook_for(name: str):  # noqa: ANN202 - a closure per layer name
         copy = copied is None or name in copied
+        time_first = _time_first(modules[name])  # decided once, not at every call
 
         def hook(module: nn.Module, inputs: tuple, output: object) -> None:
-            _record(outputs, name, module, inputs, output, copy=copy, to_cpu=to_cpu)
+            _record(outputs, name, inputs, output, copy=copy, to_cpu=to_cpu, time_first=time_first)
 
         return hook
 
@@ -103,15 +107,17 @@ def each_output(
 
 
 def _record(
-    outputs: RecordedOutputs, name: str, module: nn.Module, inputs: tuple, output: object, *, copy: bool, to_cpu: bool
+    outputs: RecordedOutputs, name: str, inputs: tuple, output: object, *, copy: bool, to_cpu: bool, time_first: bool
 ) -> None:
     """Keep one layer's output (its first tensor, batch first), copied when asked or when it must be."""
-    tensor = first_tensor(output)
+    tensor = output if type(output) is torch.Tensor else first_tensor(output)
     if tensor is None:
         return
     if tensor is not output:
         outputs.tuple_shapes[name] = structure_text(output)
-    value = batch_first(module, tensor.detach())
+    value = tensor.detach()
+    if time_first and value.dim() == 3:
+        value = value.transpose(0, 1)
     if to_cpu and value.device.type != "cpu":
         outputs[name] = value.cpu()
     elif copy or _must_copy(value, tensor, inputs):
@@ -178,9 +184,14 @@ def batch_first(module: nn.Module, output: torch.Tensor) -> torch.Tensor:
     Layers built with ``batch_first=False`` (the default) put time first; every figure and count
     reads dimension 0 as the batch, so their outputs are recorded batch first.
     """
-    if is_recurrent(module) and not module.batch_first and output.dim() == 3:
+    if _time_first(module) and output.dim() == 3:
         return output.transpose(0, 1)
     return output
+
+
+def _time_first(module: nn.Module) -> bool:
+    """Whether ``module`` is a recurrent layer whose sequence outputs put time first."""
+    return is_recurrent(module) and not module.batch_first
 
 
 #: Per model, the layers whose outputs were seen modified in place after their hook: copied from then on.
@@ -203,18 +214,25 @@ def modified_since_recorded(outputs: RecordedOutputs) -> set[str]:
 
 @contextlib.contextmanager
 def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval mode for the block and restore each one's own flag after."""
+    """Put every submodule in eval mode for the block and restore each one's own flag after.
+
+    A model already wholly in eval mode is not put in it again, and only the flags that differ
+    afterwards are set back: setting a module attribute goes through ``nn.Module.__setattr__``,
+    which on ResNet18 made a blanket eval-and-restore 0.3 ms of a 14 ms attribution call.
+    """
     flags = {module: module.training for module in model.modules()}
-    try:
-        model.eval()
-    except NotImplementedError:  # torch.export's modules refuse eval(); their flags can still be set
-        for module in flags:
-            module.training = False
+    if any(flags.values()):
+        try:
+            model.eval()
+        except NotImplementedError:  # torch.export's modules refuse eval(); their flags can still be set
+            for module in flags:
+                module.training = False
     try:
         yield model
     finally:
         for module, flag in flags.items():
-            module.training = flag
+            if module.training != flag:
+                module.training = flag
 
 
 def capture_activations(model: nn.Module, inputs: torch.Tensor, layers: Iterable[str] | None = None) -> RecordedOutputs:

@@ -86,7 +86,9 @@ def build_hf_model(
     transformers = import_transformers()
     model_class = _model_class(transformers, config, source)
     hf_config = _hf_config(transformers, config, source)
-    with torch.device("meta"):
+    from introspect.meta_build import on_meta_device  # imports torch
+
+    with on_meta_device():
         skeleton = _built(model_class, hf_config, source)
     nbytes = sum(int(t.numel()) * t.element_size() for t in [*skeleton.parameters(), *skeleton.buffers()])
     budget.check_bytes(nbytes, f"{source}: rebuilding {model_class.__name__}")

@@ -68,7 +68,9 @@ def build_timm(
     if not _NAME.fullmatch(name) or not timm.is_model(name):
         raise CheckpointError(f"{name[:100]!r} is not an architecture timm knows (see timm.list_models())")
     arguments = {**_config_arguments(config), **_checked(dict(kwargs), "--arch-kwarg", allow_overlay=True)}
-    with torch.device("meta"):
+    from introspect.meta_build import on_meta_device  # imports torch
+
+    with on_meta_device():
         skeleton = _create(timm, name, arguments)
     nbytes = sum(int(t.numel()) * t.element_size() for t in [*skeleton.parameters(), *skeleton.buffers()])
     budget.check_bytes(nbytes, f"building timm's {name}")
