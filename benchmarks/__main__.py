@@ -39,14 +39,18 @@ class Group:
 
 
 GROUPS = (
-    Group((("capture", "x", 1.10),), lambda sizes, folder, device: compute.capture_rows(sizes)),
+    Group((("capture", "x", compute.CAPTURE_TARGET),), lambda sizes, folder, device: compute.capture_rows(sizes)),
     Group((("capture_vs_torchlens", "x", 0.10),), lambda sizes, folder, device: compute.torchlens_rows(sizes)),
     Group((("saliency", "x", 1.05),), lambda sizes, folder, device: compute.saliency_rows(sizes)),
+    Group(
+        (("scorecard", "x", compute.SCORECARD_TARGET),),
+        lambda sizes, folder, device: compute.scorecard_rows(sizes, folder),
+    ),
     Group((("kernel_grid", "x", 0.10),), lambda sizes, folder, device: drawing.kernel_grid_rows(sizes, folder)),
     Group((("gif", "x", 0.25),), lambda sizes, folder, device: drawing.gif_rows(sizes, folder)),
     Group((("training", "x", 1.15),), lambda sizes, folder, device: compute.training_rows(sizes)),
     Group((("startup", "s", 0.5),), lambda sizes, folder, device: processes.startup_rows(sizes)),
-    Group((("gallery", "x", None), ("gallery_wall", "s", 10.0)), processes.gallery_rows),
+    Group((("gallery", "x", processes.GALLERY_TARGET), ("gallery_wall", "s", 10.0)), processes.gallery_rows),
     Group((("scale", "x", 4.0), ("memory", "GB", processes.MEMORY_LIMIT_GB)), processes.scale_rows),
     Group((("many_tensors", "s", processes.MANY_TENSORS_LIMIT_S),), processes.many_tensors_rows),
     Group((("dataset_pass", "x", passes.PASS_TARGET),), lambda sizes, folder, device: passes.pass_rows(sizes)),

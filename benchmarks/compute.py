@@ -1,4 +1,4 @@
-"""Rows that time computation in this process: capture, saliency and the training loop.
+"""Rows that time computation in this process: capture, saliency, the scorecard and the training loop.
 
 The TorchLens comparison runs in a child process (:mod:`benchmarks.torchlens_side`), because
 TorchLens wraps torch's functions globally on first use and would slow every later row here.
@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks import fixtures
@@ -20,6 +21,7 @@ from benchmarks.report import Row, ratio_row, unmeasured
 if TYPE_CHECKING:
     from trainers.loop import TensorSplit, TrainConfig
 
+CAPTURE_TARGET = 1.05
 CAPTURE_WHAT = (
     "capture_activations (every leaf layer's output) on ResNet18, batch {batch} of 3x32x32 / a plain no-grad forward"
 )
@@ -53,7 +55,7 @@ def capture_rows(sizes: Sizes) -> list[Row]:
             "capture",
             CAPTURE_WHAT.format(batch=sizes.capture_batch),
             comparison,
-            1.10,
+            CAPTURE_TARGET,
             num_layers=len(leaf_layers(model)),
         )
     ]
@@ -164,3 +166,27 @@ def bare_loop(data: TensorSplit, config: TrainConfig) -> Callable[[], None]:
                 optimizer.step()
 
     return run
+
+
+SCORECARD_TARGET = 3.0
+
+
+def scorecard_rows(sizes: Sizes, folder: Path) -> list[Row]:
+    """``scorecard``: the attribution_scorecard analyzer against input_saliency, both on the gallery's LeNet-5."""
+    from introspect.analyzers.attribution import input_saliency
+    from introspect.analyzers.attribution_scorecard import attribution_scorecard
+    from introspect.loading import load_checkpoint
+
+    checkpoint, made = fixtures.lenet5_checkpoint(folder, trained=sizes.trained_lenet5)
+    subject = load_checkpoint(checkpoint)
+    comparison = compare(
+        timed(lambda: attribution_scorecard(subject)),
+        timed(lambda: input_saliency(subject)),
+        repeats=sizes.repeats,
+        warmup=sizes.warmup,
+    )
+    what = (
+        "attribution_scorecard on LeNet-5 (its probe, as --all runs it: 8 images, 8 rows, ROAD and MPRT included) / "
+        "input_saliency on the same checkpoint (its four maps), figures built but not written"
+    )
+    return [ratio_row("scorecard", what, comparison, SCORECARD_TARGET, note=f"checkpoint: {made}")]

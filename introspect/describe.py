@@ -107,7 +107,7 @@ def describe_checkpoint(subject: Subject) -> dict[str, Any]:
         "metrics": header["metrics"],
         "probe_size": int(subject.probe_inputs.shape[0]) if subject.probe_inputs is not None else 0,
         "probe": header["probe"],
-        "history_epochs": len((subject.history or {}).get("epoch", [])),
+        "history_epochs": _epochs_recorded(subject.history),
         "details": format_details(subject),
         "available": [flag.name.lower() for flag in type(available) if flag and flag in available],
         "warnings": list(subject.metadata.get("warnings") or []),
@@ -151,3 +151,9 @@ def _layer_lines(layers: list[dict[str, Any]]) -> list[str]:
 
 def _shortened(name: str) -> str:
     return name if len(name) <= MAX_NAME_WIDTH else name[: MAX_NAME_WIDTH - 1] + "…"
+
+
+def _epochs_recorded(history: dict | None) -> int:
+    """How many epochs the history lists (0 when ``epoch`` is missing or a single value, which validation allows)."""
+    epochs = (history or {}).get("epoch")
+    return len(epochs) if isinstance(epochs, (list, tuple)) else 0

@@ -29,6 +29,8 @@ class Needs(enum.Flag):
     """Model outputs or weights recorded at several epochs during training."""
     DATASET = enum.auto()
     """A dataset streamed through the model beside the probe (``--data``)."""
+    DRIFT = enum.auto()
+    """Each layer's CKA to the final model and weight change at several epochs (introspect's trainers record it)."""
 
 
 def describe_needs(needs: Needs) -> list[str]:

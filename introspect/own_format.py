@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from introspect import validate
 from introspect.architectures import (
     UnregisteredArchitecture,
@@ -21,6 +23,12 @@ from introspect.subject import Task
 
 if TYPE_CHECKING:
     import torch
+
+#: Snapshots and layers a checkpoint's ``drift`` may hold (introspect's trainers write at most 20 snapshots).
+MAX_DRIFT_SNAPSHOTS = 200
+MAX_DRIFT_LAYERS = 2_000
+#: Linear CKA lies in [0, 1]; float32 storage may round a little past either end.
+CKA_SLACK = 1e-5
 
 
 def introspect_parts(payload: Mapping[str, Any], path: Path, options: LoadOptions) -> Parts:
@@ -78,12 +86,13 @@ def _stored_probe(value: Any, path: Path) -> tuple[torch.Tensor | None, torch.Te
 
 
 def _introspect_extra(payload: Mapping[str, Any], warnings_: list[str], path: Path, budget: Budget) -> dict[str, Any]:
-    """History (refused when malformed: analyzers rely on it), snapshots and initial weights (left out)."""
+    """History (refused when malformed: analyzers rely on it); snapshots, drift and initial weights (left out)."""
     snapshots = _optional(lambda value: _snapshots(value, budget), payload.get("snapshots"), warnings_, path)
     initial = _optional_tensors(payload, "initial_weights", warnings_, path)
     return {
         "history": validate.history_of(payload.get("history")) or None,
         "snapshots": snapshots or None,
+        "drift": _optional(drift_of, payload.get("drift"), warnings_, path),
         "initial_weights": initial,
     }
 
@@ -126,6 +135,70 @@ def _snapshots(value: Any, budget: Budget) -> dict[str, Any]:
     snapshots = validate.mapping_or_empty(value, "snapshots")
     validate.check_plain(snapshots, "snapshots", max_nesting=budget.max_nesting, count_tensor_elements=False)
     return snapshots
+
+
+def drift_of(value: Any) -> dict[str, Any] | None:
+    """Each layer's drift over training (see ``trainers.drift``): epochs, layers, two (epochs x layers) matrices.
+
+    Sizes are checked before anything is converted, so the file cannot decide how much is spent.
+
+    Raises:
+        FieldError: a missing or wrong-typed entry, too many epochs or layers, shapes that do not
+            agree, or numbers that are not finite (or CKA outside [0, 1]).
+    """
+    if value is None:
+        return None
+    drift = validate.mapping_or_empty(value, "drift")
+    epochs = _drift_epochs(drift.get("epochs"))
+    layers = _drift_layers(drift.get("layers"))
+    shape = (len(epochs), len(layers))
+    cka = _drift_matrix(drift.get("cka_to_final"), "drift.cka_to_final", shape)
+    if (cka < -CKA_SLACK).any() or (cka > 1 + CKA_SLACK).any():
+        raise validate.FieldError("drift.cka_to_final must lie between 0 and 1")
+    change = _drift_matrix(drift.get("relative_change"), "drift.relative_change", shape)
+    if (change < 0).any():
+        raise validate.FieldError("drift.relative_change must not be negative")
+    return {"epochs": epochs, "layers": layers, "cka_to_final": cka.clip(0.0, 1.0), "relative_change": change}
+
+
+def _drift_epochs(value: Any) -> tuple[int, ...]:
+    """At least two epochs, increasing, non-negative whole numbers."""
+    if not isinstance(value, (list, tuple)) or not 2 <= len(value) <= MAX_DRIFT_SNAPSHOTS:
+        raise validate.FieldError(
+            f"drift.epochs must be a list of 2 to {MAX_DRIFT_SNAPSHOTS} epochs, not {validate.shown(value)}"
+        )
+    if not all(isinstance(epoch, int) and validate.is_number(epoch) and epoch >= 0 for epoch in value):
+        raise validate.FieldError("drift.epochs must hold non-negative whole numbers")
+    if any(later <= earlier for earlier, later in zip(value, value[1:])):
+        raise validate.FieldError("drift.epochs must increase")
+    return tuple(int(epoch) for epoch in value)
+
+
+def _drift_layers(value: Any) -> tuple[str, ...]:
+    """At least one layer name, each a string of bounded length, none repeated."""
+    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_DRIFT_LAYERS:
+        raise validate.FieldError(
+            f"drift.layers must be a list of 1 to {MAX_DRIFT_LAYERS} names, not {validate.shown(value)}"
+        )
+    if not all(isinstance(name, str) and len(name) <= validate.MAX_NAME_LENGTH for name in value):
+        raise validate.FieldError(f"drift.layers must hold names of at most {validate.MAX_NAME_LENGTH} characters")
+    if len(set(value)) != len(value):
+        raise validate.FieldError("drift.layers must not repeat a name")
+    return tuple(value)
+
+
+def _drift_matrix(value: Any, field: str, shape: tuple[int, int]) -> np.ndarray:
+    """A floating tensor of ``shape`` (checked before it is read) with finite values, as float64."""
+    import torch
+
+    if not isinstance(value, torch.Tensor) or value.layout != torch.strided or not value.is_floating_point():
+        raise validate.FieldError(f"{field} must be a floating-point tensor, not {validate.shown(value)}")
+    if tuple(value.shape) != shape:
+        raise validate.FieldError(f"{field} must have shape {shape} (epochs x layers), not {tuple(value.shape)}")
+    matrix = value.detach().cpu().double().numpy()
+    if not np.isfinite(matrix).all():
+        raise validate.FieldError(f"{field} holds NaN or infinite values")
+    return matrix
 
 
 def _created(value: Any) -> str | None:

@@ -108,6 +108,8 @@ class Subject:
         device: where the model runs.
         data: the dataset the dataset analyzers stream through the model
             (:class:`~introspect.dataset.plan.DatasetPlan`), or ``None``.
+        drift: each layer's drift over training, as ``own_format.drift_of`` reads it: ``epochs``,
+            ``layers``, and (epochs x layers) arrays ``cka_to_final`` and ``relative_change``.
     """
 
     weights: Mapping[str, torch.Tensor]
@@ -125,6 +127,7 @@ class Subject:
     seed: int = 0
     device: str = "cpu"
     data: DatasetPlan | None = None
+    drift: Mapping[str, Any] | None = None
 
     @classmethod
     def from_model(
@@ -171,6 +174,8 @@ class Subject:
             offered |= Needs.HISTORY
         if self.snapshots:
             offered |= Needs.SNAPSHOTS
+        if self.drift:
+            offered |= Needs.DRIFT
         return offered
 
     def missing_reason(self, needs: Needs) -> str:
@@ -208,6 +213,7 @@ _MISSING_REASONS = {
     Needs.CLASSIFICATION: lambda s: "the task is not classification",
     Needs.HISTORY: lambda s: "the checkpoint has no training history",
     Needs.SNAPSHOTS: lambda s: "the checkpoint has no snapshots over epochs",
+    Needs.DRIFT: lambda s: "the checkpoint has no layer drift over epochs (introspect's trainers record it)",
     Needs.DATASET: lambda s: _no_model_reason(s) if s.model is None else "no dataset was given (pass --data SOURCE)",
 }
 

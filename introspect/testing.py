@@ -68,7 +68,19 @@ def dense_image_subject(seed: int = 0, num_classes: int = 4) -> Subject:
         class_names=tuple(f"class {index}" for index in range(num_classes)),
         dataset="random",
     )
-    return Subject.from_model(model, inputs, labels, task=task, seed=seed, history=_history(4))
+    return Subject.from_model(
+        model, inputs, labels, task=task, seed=seed, history=_history(4), drift=_drift(("1", "3", "5"))
+    )
+
+
+def _drift(layers: tuple[str, ...]) -> dict:
+    """Layer drift as introspect's trainers record it: CKA to the final model and relative weight change."""
+    return {
+        "epochs": (0, 2, 4),
+        "layers": layers,
+        "cka_to_final": np.array([[0.8, 0.5, 0.3], [0.95, 0.8, 0.7], [1.0, 1.0, 1.0]]),
+        "relative_change": np.array([[0.0, 0.0, 0.0], [0.2, 0.3, 0.25], [0.3, 0.45, 0.4]]),
+    }
 
 
 def conv_image_subject(seed: int = 0, channels: int = 1, num_classes: int = 3) -> Subject:

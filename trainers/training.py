@@ -20,6 +20,7 @@ from torch import nn
 from introspect.checkpoint import make_checkpoint
 from introspect.subject import Task
 from trainers.data import REGRESSION_DOMAIN, ImageDataset, RegressionData, balanced_probe, random_subset, true_function
+from trainers.drift import DriftRecorder, chained, drift_probe
 from trainers.layers import seeded
 from trainers.loop import AugmentFn, TensorSplit, TrainConfig, TrainResult, evaluate, fit, split_train_validation
 from trainers.network import Network, Variant
@@ -145,7 +146,16 @@ def train_classifier(
     pool = training_pool(network, data, settings)
     train_split, validation = split_train_validation(pool, CLASSIFIER_VALIDATION_FRACTION, settings.seed)
     test = data.test.map_inputs(_flattened) if network.flatten else data.test
-    result = fit(model, train_split, validation, run.train_config, progress=settings.progress, augment=run.augment)
+    drift = DriftRecorder(drift_probe(train_split.inputs, seed=settings.seed), run.train_config.epochs)
+    result = fit(
+        model,
+        train_split,
+        validation,
+        run.train_config,
+        progress=settings.progress,
+        augment=run.augment,
+        on_epoch=drift,
+    )
     metrics = _classifier_metrics(model, result, run.train_config, (train_split, validation, test))
     probe_inputs, probe_labels = balanced_probe(test, PROBE_SIZE, seed=settings.seed)
     task = Task(
@@ -156,7 +166,7 @@ def train_classifier(
         normalization=data.normalization,
         dataset=data.name,
     )
-    return make_checkpoint(
+    checkpoint = make_checkpoint(
         model.cpu(),
         architecture=network.name,
         config=_plain(dataclasses.asdict(run.config)),
@@ -170,6 +180,7 @@ def train_classifier(
         best_state_dict=result.best_state_dict,
         extras=dict(extras),
     )
+    return with_drift(checkpoint, drift, model)
 
 
 def _classifier_metrics(
@@ -223,11 +234,14 @@ def train_regressor(
     data: RegressionData = run.data
     train_split, validation = split_train_validation(data.train, REGRESSION_VALIDATION_FRACTION, settings.seed)
     recorder = SnapshotRecorder(every=max(1, run.train_config.epochs // NUM_SNAPSHOTS))
-    result = fit(model, train_split, validation, run.train_config, progress=settings.progress, on_epoch=recorder)
+    drift = DriftRecorder(drift_probe(train_split.inputs, seed=settings.seed), run.train_config.epochs)
+    result = fit(
+        model, train_split, validation, run.train_config, progress=settings.progress, on_epoch=chained(recorder, drift)
+    )
     model.cpu()
     grid = recorder.grid
     task = Task(kind="regression", input_shape=(1,), dataset="synthetic 1-D regression", domain=REGRESSION_DOMAIN)
-    return make_checkpoint(
+    checkpoint = make_checkpoint(
         model,
         architecture=architecture,
         config=dataclasses.asdict(run.config),
@@ -242,6 +256,13 @@ def train_regressor(
         best_state_dict=result.best_state_dict,
         extras={"regression": _regression_extras(data)},
     )
+    return with_drift(checkpoint, drift, model)
+
+
+def with_drift(checkpoint: dict[str, Any], recorder: DriftRecorder, model: nn.Module) -> dict[str, Any]:
+    """``checkpoint`` with the layers' drift over training under ``"drift"``, when any was recorded."""
+    drift = recorder.drift(model)
+    return {**checkpoint, "drift": drift} if drift is not None else checkpoint
 
 
 def _regression_metrics(

@@ -104,23 +104,27 @@ def step_counts(num_pixels: int, num_steps: int) -> np.ndarray:
 
 def removal_masks(saliency: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """(len(counts), H, W) boolean masks: True where one of the top ``count`` pixels of ``saliency`` is."""
-    order = removal_order(saliency)
-    masks = np.zeros((len(counts), saliency.size), dtype=bool)
-    for row, count in enumerate(counts):
-        masks[row, order[:count]] = True
-    return masks.reshape(len(counts), *saliency.shape)
+    rank = np.empty(saliency.size, dtype=np.int64)
+    rank[removal_order(saliency)] = np.arange(saliency.size)  # 0 for the most relevant pixel
+    return (rank[None] < np.asarray(counts)[:, None]).reshape(len(counts), *saliency.shape)
 
 
 def deletion_inputs(image: np.ndarray, saliency: np.ndarray, num_steps: int) -> np.ndarray:
     """(K+1, C, H, W): ``image`` with its most relevant pixels (all channels) set to 0, 0 to all of them."""
-    masks = removal_masks(saliency, step_counts(saliency.size, num_steps))
-    return np.where(masks[:, None], 0.0, image[None])
+    return deletion_and_insertion_inputs(image, saliency, num_steps)[0]
 
 
 def insertion_inputs(image: np.ndarray, saliency: np.ndarray, num_steps: int) -> np.ndarray:
     """(K+1, C, H, W): an all-zero canvas with the most relevant pixels of ``image`` put back, none to all."""
-    masks = removal_masks(saliency, step_counts(saliency.size, num_steps))
-    return np.where(masks[:, None], image[None], 0.0)
+    return deletion_and_insertion_inputs(image, saliency, num_steps)[1]
+
+
+def deletion_and_insertion_inputs(
+    image: np.ndarray, saliency: np.ndarray, num_steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`deletion_inputs` and :func:`insertion_inputs` of one map, from one ordering of its pixels."""
+    masks = removal_masks(saliency, step_counts(saliency.size, num_steps))[:, None]
+    return np.where(masks, 0.0, image[None]), np.where(masks, image[None], 0.0)
 
 
 def trapezoid_auc(values: np.ndarray) -> np.ndarray:
@@ -138,43 +142,83 @@ def neighbour_fill(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
     unknown (a discrete Laplace equation). This is ROAD's linear imputation, weights included.
     Pixels not removed are unchanged.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.linalg import splu
+    return neighbour_fill_many(image[None], removed[None])[0]
 
-    height, width = removed.shape
+
+def neighbour_fill_many(images: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """:func:`neighbour_fill` of each (C, H, W) image in ``images`` with its own (H, W) mask in ``removed``.
+
+    All the systems are solved as one block-diagonal system (neighbours never cross from one
+    image to the next), so ROAD's 64 imputations per method cost one factorization, not 64
+    rounds of Python set-up (1.2 ms each on MNIST). A mask that removes every pixel of its image
+    leaves nothing to fill from and raises ``numpy.linalg.LinAlgError``.
+    """
+    count, height, width = removed.shape
     unknown = np.flatnonzero(removed.ravel())
+    flat = np.moveaxis(images.reshape(count, images.shape[1], -1), 1, 0).reshape(images.shape[1], -1)
+    filled = flat.astype(np.float64)  # (C, count * H * W): pixel i of image m at m * H * W + i
     if not len(unknown):
-        return image.copy()
-    slot = np.full(height * width, -1)
+        return _as_images(filled, images.shape)
+    slot = np.full(count * height * width, -1)
     slot[unknown] = np.arange(len(unknown))
-    rows, columns = np.divmod(unknown, width)
-    flat = image.reshape(len(image), -1).astype(np.float64)
-    weight_sum, known_sum = np.zeros(len(unknown)), np.zeros((len(unknown), len(image)))
-    diagonal = np.arange(len(unknown))
-    entry_rows, entry_columns, entry_values = [diagonal], [diagonal], []
+    rows, columns = np.divmod(unknown % (height * width), width)
+    plane = unknown - unknown % (height * width)
+    weight_sum, known_sum = np.zeros(len(unknown)), np.zeros((len(unknown), len(flat)))
+    coupled_rows, coupled_columns, coupled_weights = [], [], []  # the off-diagonal entries
     for (step_row, step_column), weight in ROAD_NEIGHBOURS:
         row, column = rows + step_row, columns + step_column
         inside = (row >= 0) & (row < height) & (column >= 0) & (column < width)
-        neighbour = np.where(inside, row * width + column, 0)
+        neighbour = np.where(inside, plane + row * width + column, 0)
         weight_sum += weight * inside
         coupled = inside & (slot[neighbour] >= 0)
         known = inside & ~coupled
-        entry_rows.append(np.flatnonzero(coupled))
-        entry_columns.append(slot[neighbour[coupled]])
-        entry_values.append(np.full(int(coupled.sum()), -weight))
-        known_sum[known] += weight * flat[:, neighbour[known]].T
+        coupled_rows.append(np.flatnonzero(coupled))
+        coupled_columns.append(slot[neighbour[coupled]])
+        coupled_weights.append(np.full(int(coupled.sum()), -weight))
+        known_sum[known] += weight * filled[:, neighbour[known]].T
     # weight_sum * x_i - weighted sum of unknown neighbours = weighted sum of known neighbours.
-    entries = (np.concatenate([weight_sum, *entry_values]), (np.concatenate(entry_rows), np.concatenate(entry_columns)))
-    system = coo_matrix(entries, shape=(len(unknown),) * 2).tocsc()
-    filled = flat.copy()
-    filled[:, unknown] = splu(system).solve(known_sum).T
-    return filled.reshape(image.shape)
+    off_diagonal = (np.concatenate(coupled_rows), np.concatenate(coupled_columns), np.concatenate(coupled_weights))
+    filled[:, unknown] = _solved_banded(weight_sum, *off_diagonal, known_sum).T
+    return _as_images(filled, images.shape)
+
+
+def _solved_banded(
+    diagonal: np.ndarray, rows: np.ndarray, columns: np.ndarray, values: np.ndarray, right_side: np.ndarray
+) -> np.ndarray:
+    """Solve the fill's system, given as its diagonal and off-diagonal entries, by banded Cholesky.
+
+    The system is symmetric (a neighbour's weight depends only on the offset) and positive
+    definite whenever one pixel is known (each row's weights sum to its diagonal, and every
+    group of unknown pixels touches a known one). Unknowns are numbered in reading order, so a
+    neighbour is at most one image row plus one pixel away: the matrix is a band that wide, and
+    LAPACK's banded Cholesky solves MNIST's 64 ROAD systems of a method (25,000 unknowns) in a
+    few milliseconds, where SuperLU took 35 ms.
+    """
+    from scipy.linalg import solveh_banded
+
+    below = rows > columns
+    offsets = rows[below] - columns[below]
+    band = np.zeros((1 + int(offsets.max(initial=0)), len(diagonal)))
+    band[0] = diagonal
+    band[offsets, columns[below]] = values[below]
+    return solveh_banded(band, right_side, lower=True, check_finite=False)
+
+
+def _as_images(flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(C, N * H * W) back to (N, C, H, W)."""
+    count, channels = shape[0], shape[1]
+    return np.moveaxis(flat.reshape(channels, count, *shape[2:]), 0, 1)
 
 
 def road_impute(image: np.ndarray, removed: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
     """ROAD's noisy linear imputation (Rong et al. 2022): the weighted neighbour fill plus Gaussian noise on it."""
-    filled = neighbour_fill(image, removed)
-    jitter = rng.normal(0.0, noise, size=filled.shape) * removed[None]
+    return road_impute_many(image[None], removed[None], noise, rng)[0]
+
+
+def road_impute_many(images: np.ndarray, removed: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """:func:`road_impute` of each image with its own mask; the noise is drawn image after image, as one by one."""
+    filled = neighbour_fill_many(images, removed)
+    jitter = rng.normal(0.0, noise, size=filled.shape) * removed[:, None]
     return filled + jitter
 
 

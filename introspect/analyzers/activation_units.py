@@ -298,7 +298,7 @@ def _distribution_page(
     from matplotlib.ticker import NullLocator
 
     figure = new_figure(12, 2.4 * -(-len(names) // 4))
-    for axes, name in zip(panel_grid(figure, len(names)), names):
+    for axes, name in zip(panel_grid(figure, len(names), title_lines=2), names):
         histogram, item = histograms[name], health[name]
         axes.stairs(histogram["counts"], histogram["edges"], fill=True, alpha=0.7)
         axes.set_yscale("log")

@@ -25,6 +25,7 @@ from introspect.analyzers._attribution import (
     row_cap,
 )
 from introspect.analyzers._attribution_maps import channel_maps
+from introspect.analyzers._randomization import GRADIENT_METHODS, grad_cam_maps, last_convolution
 from introspect.analyzers._scorecard_table import scorecard_artifact
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 else:
     torch = lazy_import("torch")
 
-GRADIENT_METHODS = ("saliency", "integrated_gradients", "smoothgrad", "guided_backprop")
 ROAD_FRACTIONS = (0.2, 0.4, 0.6, 0.8)
 #: ROAD solves one sparse system per image, fraction and order; bigger images skip it.
 MAX_ROAD_PIXELS = 64 * 64
@@ -71,7 +71,7 @@ def attribution_scorecard(
     """
     model = subject.model
     macs = estimate_macs(model, subject.probe_inputs[:1].to(subject.device))
-    convolution = _last_convolution(model)
+    convolution = last_convolution(model)
     per_image = _passes_per_image(num_steps, n_steps, nt_samples, occlusion_positions, convolution is not None)
     affordable = affordable_passes(subject, macs)
     if affordable < 2 * per_image:
@@ -96,12 +96,6 @@ def _passes_per_image(num_steps: int, n_steps: int, nt_samples: int, positions: 
     maps = 3 * (2 + n_steps + nt_samples + has_convolution) + positions**2 + 1
     rows = len(GRADIENT_METHODS) + has_convolution + 3
     return 4 * maps + rows * (2 * (num_steps + 1) + 2 * len(ROAD_FRACTIONS))
-
-
-def _last_convolution(model: nn.Module) -> str | None:
-    """Grad-CAM's layer: the last Conv2d by name, or None (then the row is left out)."""
-    names = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Conv2d)]
-    return names[-1] if names and not isinstance(model, torch.jit.ScriptModule) else None
 
 
 def method_maps(
@@ -138,18 +132,6 @@ def method_maps(
 def blur_sigma(size: tuple[int, int]) -> float:
     """The blurred control's Gaussian: an eighth of the shorter side (3.5 pixels on MNIST)."""
     return max(1.0, min(size) / 8)
-
-
-def grad_cam_maps(
-    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, layer_name: str, size: tuple[int, int]
-) -> np.ndarray:
-    """Grad-CAM on ``layer_name`` with negative values cut, upsampled bilinearly to the input size."""
-    from captum.attr import LayerAttribution, LayerGradCam
-
-    layer = dict(model.named_modules())[layer_name]
-    x = inputs.detach().clone().requires_grad_(True)
-    cam = LayerGradCam(model, layer).attribute(x, target=targets, relu_attributions=True).detach()
-    return LayerAttribution.interpolate(cam, size, interpolate_mode="bilinear")[:, 0].cpu().double().numpy()
 
 
 def occlusion_maps(
@@ -201,10 +183,16 @@ def removal_scores(
     targets = probe.target_array()
     scores: dict[str, dict[str, np.ndarray]] = {"deletion": {}, "insertion": {}, "morf": {}, "lerf": {}}
     for name, method in maps.items():
-        for kind, build in (("deletion", faith.deletion_inputs), ("insertion", faith.insertion_inputs)):
-            batch = np.concatenate([build(image, saliency, num_steps) for image, saliency in zip(images, method)])
-            curves = target_probabilities(subject.model, batch, np.repeat(targets, num_steps + 1), probe.inputs)
-            scores[kind][name] = faith.trapezoid_auc(curves.reshape(len(images), num_steps + 1))
+        # Per image: its deletion inputs, then its insertion inputs.
+        batch = np.concatenate(
+            [
+                np.concatenate(faith.deletion_and_insertion_inputs(image, saliency, num_steps))
+                for image, saliency in zip(images, method)
+            ]
+        )
+        curves = target_probabilities(subject.model, batch, np.repeat(targets, 2 * (num_steps + 1)), probe.inputs)
+        curves = curves.reshape(len(images), 2, num_steps + 1)
+        scores["deletion"][name], scores["insertion"][name] = faith.trapezoid_auc(curves).T
         if shape[1] * shape[2] <= MAX_ROAD_PIXELS:
             morf, lerf = road_scores(subject.model, images, method, targets, probe.inputs, subject.seed)
             scores["morf"][name], scores["lerf"][name] = morf, lerf
@@ -217,13 +205,12 @@ def road_scores(
     """(N, 4) target probabilities after imputing the most (MoRF) and the least (LeRF) relevant 20-80%."""
     rng = np.random.default_rng(seed)
     noise = faith.ROAD_NOISE * float(images.max() - images.min() or 1.0)
-    batch = []
-    for image, saliency in zip(images, maps):
-        counts = np.round(np.array(ROAD_FRACTIONS) * saliency.size).astype(int)
-        for order in (saliency, -saliency):
-            for mask in faith.removal_masks(order, counts):
-                batch.append(faith.road_impute(image, mask, noise, rng))
-    probabilities = target_probabilities(model, np.stack(batch), np.repeat(targets, 2 * len(counts)), like)
+    counts = np.round(np.array(ROAD_FRACTIONS) * maps[0].size).astype(int)
+    # Per image: the MoRF masks, then the LeRF ones, each image repeated once per mask.
+    masks = np.stack([faith.removal_masks(order, counts) for saliency in maps for order in (saliency, -saliency)])
+    masks = masks.reshape(-1, *maps.shape[1:])
+    batch = faith.road_impute_many(np.repeat(images, 2 * len(counts), axis=0), masks, noise, rng)
+    probabilities = target_probabilities(model, batch, np.repeat(targets, 2 * len(counts)), like)
     probabilities = probabilities.reshape(len(images), 2, len(counts))
     return probabilities[:, 0], probabilities[:, 1]
 

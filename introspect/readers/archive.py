@@ -156,7 +156,7 @@ def open_archive(path: Path, budget: Budget, source: Path | bytes | None = None)
             bytes can hold (``budget.max_inflation`` times).
     """
     source = path if source is None else source
-    archive = _open_zip(source, path)
+    archive = (_sniffed_zip(source) if isinstance(source, Path) else None) or _open_zip(source, path)
     infos = archive.infolist()
     if len(infos) > MAX_ZIP_ENTRIES:
         raise BudgetError(f"{path}: holds {len(infos)} zip entries, more than the {MAX_ZIP_ENTRIES} allowed")
@@ -194,6 +194,34 @@ def _open_zip(source: Path | bytes, path: Path) -> zipfile.ZipFile:
         raise CheckpointError(f"{path}: is truncated or corrupted (the zip archive cannot be read)") from None
 
 
+#: The zip :func:`sniff_kind` parsed last, by the file's identity, for :func:`open_archive` to take over:
+#: parsing the directory of 100,000 entries takes 0.7 s, and the reader follows the sniff at once.
+_LAST_SNIFFED: dict[tuple, zipfile.ZipFile] = {}
+
+
 def _entry_names(path: Path) -> list[str]:
-    with _open_zip(path, path) as archive:
-        return archive.namelist()
+    archive = _open_zip(path, path)
+    for earlier in _LAST_SNIFFED.values():
+        earlier.close()
+    _LAST_SNIFFED.clear()
+    _LAST_SNIFFED[_identity(path)] = archive
+    return archive.namelist()
+
+
+def _sniffed_zip(path: Path) -> zipfile.ZipFile | None:
+    """The open zip of ``path`` from its sniff, handed over once, if the file has not changed since."""
+    try:
+        key = _identity(path)
+    except OSError:
+        return None
+    archive = _LAST_SNIFFED.pop(key, None)
+    for earlier in _LAST_SNIFFED.values():  # another file's: no longer wanted
+        earlier.close()
+    _LAST_SNIFFED.clear()
+    return archive
+
+
+def _identity(path: Path) -> tuple:
+    """What tells a file apart from another or from its own earlier version: device, inode, size, mtime."""
+    status = os.stat(path)
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, str(path.resolve()))

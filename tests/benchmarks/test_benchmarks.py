@@ -17,6 +17,7 @@ EXPECTED_ROWS = {
     "capture",
     "capture_vs_torchlens",
     "saliency",
+    "scorecard",
     "kernel_grid",
     "gif",
     "training",
@@ -35,7 +36,7 @@ EXPECTED_ROWS = {
 # never in --quick (each Ray pass starts a cluster, about 25 s), test_ray_row_measures_both_executors runs it.
 OPTIONAL_ROWS = {"capture_vs_torchlens", "ray_vs_local"}
 # Rows without a target: their value is only reported.
-REPORTED_ROWS = {"gallery", "dataset_saliency", "ray_vs_local"}
+REPORTED_ROWS = {"dataset_saliency", "ray_vs_local"}
 # A difference of two peaks, which can be zero (or below) at the quick run's tiny sizes.
 DIFFERENCE_ROWS = {"dataset_memory"}
 

@@ -150,3 +150,17 @@ def test_one_outputs_statistics_equal_numpy_and_skip_non_finite_values() -> None
     finite = array.ravel()[1:]  # the NaN replaced the first value
     with_nan = output_statistics(values)
     assert with_nan["mean"] == pytest.approx(finite.mean(), rel=1e-6) and with_nan["max"] == pytest.approx(finite.max())
+
+
+def test_big_outputs_keep_the_first_inputs_whole_in_the_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    from introspect.analyzers import activations as module
+
+    subject = conv_image_subject()
+    monkeypatch.setattr(module, "MAX_KEPT_VALUES", 2 * 4 * 12 * 12 + 5)  # two inputs' worth of layer "0"
+    artifact = next(a for a in activations(subject) if a.layer == "0")
+    with torch.no_grad():
+        expected = subject.model[0](subject.probe_inputs)
+    assert artifact.data["output_inputs"] == 2 and artifact.data["output"].shape == (2, 4, 12, 12)
+    np.testing.assert_allclose(artifact.data["output"], expected[:2].numpy(), rtol=1e-6, atol=1e-7)
+    assert artifact.summary["mean"] == pytest.approx(float(expected.double().mean()), rel=1e-6)  # all inputs
+    assert f"first 2 of the {len(expected)} probe inputs" in artifact.caption
