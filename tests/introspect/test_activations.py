@@ -164,3 +164,17 @@ def test_big_outputs_keep_the_first_inputs_whole_in_the_data(monkeypatch: pytest
     np.testing.assert_allclose(artifact.data["output"], expected[:2].numpy(), rtol=1e-6, atol=1e-7)
     assert artifact.summary["mean"] == pytest.approx(float(expected.double().mean()), rel=1e-6)  # all inputs
     assert f"first 2 of the {len(expected)} probe inputs" in artifact.caption
+
+
+def test_the_analyzer_draws_outputs_as_they_were_before_later_in_place_operations() -> None:
+    from introspect.subject import Subject, Task
+
+    torch.manual_seed(0)
+    block, inputs = ResidualBlock(), torch.randn(16, 4)
+    task = Task(kind="classification", input_shape=(4,), class_names=tuple("abcd"))
+    artifacts = {a.layer: a for a in activations(Subject.from_model(block, inputs, task=task)) if a.layer}
+    with torch.no_grad():
+        expected_fc = block.fc(inputs)
+    np.testing.assert_array_equal(artifacts["fc"].data["output"], expected_fc.numpy())
+    assert artifacts["fc"].summary["min"] == pytest.approx(float(expected_fc.min()))  # before the ReLU
+    np.testing.assert_array_equal(artifacts["relu"].data["output"], torch.relu(expected_fc + inputs).numpy())
