@@ -112,21 +112,39 @@ class ProcessFailed(RuntimeError):
     """A benchmarked command exited with a non-zero status."""
 
 
+#: Run by a small Python between this process and the measured command, so that the command is
+#: forked from it and not from here: Linux counts the RSS a process had when it called ``exec``
+#: into its peak (``ru_maxrss``), and a command forked from this process, which holds 1 to 2 GB
+#: by the later rows, would report at least that. It writes the command's own peak (KiB).
+_LAUNCHER = (
+    "import os, subprocess, sys; process = subprocess.Popen(sys.argv[2:]); "
+    "_, status, usage = os.wait4(process.pid, 0); open(sys.argv[1], 'w').write(str(usage.ru_maxrss)); "
+    "sys.exit(os.waitstatus_to_exitcode(status))"
+)
+
+
 def run_process(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    own_peak: bool = False,
 ) -> Timing:
     """Run ``argv`` to completion; wall time from here, CPU time and peak RSS from the kernel.
 
-    ``os.wait4`` reports the child's own resource usage (its peak RSS in KiB on Linux), so no
-    sampling is needed and the number is exact.
+    ``os.wait4`` reports the child's resource usage (its peak RSS in KiB on Linux), so no
+    sampling is needed. With ``own_peak`` the command is started through a small launcher
+    (:data:`_LAUNCHER`), so its peak is its own and not this process's size at the fork; the
+    launcher's start-up (about 20 ms) is then in the wall and CPU times.
 
     Raises:
         ProcessFailed: the command exited with a non-zero status (its stderr tail is in the message).
     """
     environment = {**child_environment(), **(env or {})}
-    with open(os.devnull, "wb") as devnull, _stderr_file(cwd) as (stderr, stderr_path):
+    with open(os.devnull, "wb") as devnull, _stderr_file(cwd) as (stderr, stderr_path), _peak_file(cwd) as peak_path:
+        command = [sys.executable, "-S", "-c", _LAUNCHER, peak_path, *argv] if own_peak else list(argv)
         started = time.perf_counter()
-        process = subprocess.Popen(list(argv), stdout=devnull, stderr=stderr, env=environment, cwd=cwd)
+        process = subprocess.Popen(command, stdout=devnull, stderr=stderr, env=environment, cwd=cwd)
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -134,7 +152,19 @@ def run_process(
             stderr.flush()
             tail = Path(stderr_path).read_text(encoding="utf-8", errors="replace")[-2000:]
             raise ProcessFailed(f"{' '.join(argv)} exited with {process.returncode}: {tail}")
-    return Timing(wall=wall, cpu=usage.ru_utime + usage.ru_stime, peak_rss=usage.ru_maxrss * 1024)
+        peak_kib = int(Path(peak_path).read_text(encoding="utf-8")) if own_peak else usage.ru_maxrss
+    return Timing(wall=wall, cpu=usage.ru_utime + usage.ru_stime, peak_rss=peak_kib * 1024)
+
+
+@contextlib.contextmanager
+def _peak_file(folder: str | os.PathLike[str] | None) -> Iterator[str]:
+    """A temporary file the launcher writes the command's peak RSS into, deleted afterwards."""
+    descriptor, path = tempfile.mkstemp(prefix="bench-peak-", dir=folder)
+    os.close(descriptor)
+    try:
+        yield path
+    finally:
+        os.unlink(path)
 
 
 @contextlib.contextmanager

@@ -106,7 +106,10 @@ def scale_rows(sizes: Sizes, folder: Path, device: str) -> list[Row]:
     big_command, small_command = command(big, big_shape), command(small, small_shape)
     big_manifest = folder / f"gallery-{big}-{big_shape[1]}" / "manifest.json"
     comparison = compare(
-        lambda: run_process(big_command), lambda: run_process(small_command), repeats=sizes.scale_repeats, warmup=0
+        lambda: run_process(big_command, own_peak=True),
+        lambda: run_process(small_command, own_peak=True),
+        repeats=sizes.scale_repeats,
+        warmup=0,
     )
     peak = max(timing.peak_rss or 0 for timing in comparison.numerator)
     big_text, small_text = f"{big} {'x'.join(map(str, big_shape))}", f"{small} {'x'.join(map(str, small_shape))}"
@@ -154,7 +157,7 @@ def many_tensors_rows(sizes: Sizes, folder: Path, device: str) -> list[Row]:
     command = analyze_command(
         checkpoint, folder / "gallery-many-tensors", dataclasses.replace(sizes, analyzers=()), device
     )
-    timings = repeat(lambda: run_process(command), repeats=sizes.process_repeats, warmup=0)
+    timings = repeat(lambda: run_process(command, own_peak=True), repeats=sizes.process_repeats, warmup=0)
     wall = median_wall(timings)
     return [
         Row(

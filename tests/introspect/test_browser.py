@@ -170,3 +170,40 @@ def test_the_projection_scatter_shows_each_points_input_on_hover_offline(browser
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     page.locator("section#embedding_projection").screenshot(path=str(SCREENSHOT_DIR / "projection.png"))
     assert errors == []
+
+
+def test_the_scorecard_table_and_the_cka_comparison_show_their_numbers(browser, tmp_path: Path) -> None:  # noqa: ANN001
+    from introspect.compare import compare_subjects
+    from introspect.report import write_comparison
+
+    report = analyze(
+        conv_image_subject(),
+        out_dir=tmp_path / "g",
+        analyzers=["attribution_scorecard", "saliency_sanity", "layer_drift"],
+        registry=Registry.default(load_plugins=False),
+    )
+    page, errors = open_page(browser, report.index_path)
+    load_every_image(page)
+    scorecard = report.result("attribution_scorecard").artifacts[0]
+    rows = page.locator("section#attribution_scorecard table.data tr")
+    assert rows.count() == 1 + len(scorecard.table)  # the header, then one row per method and control
+    headers = rows.nth(0).locator("th").all_inner_texts()
+    deletion = headers.index("deletion AUC (lower better)")
+    first = rows.nth(1).locator("td").all_inner_texts()
+    values = scorecard.data["deletion"]["saliency"]
+    assert first[0] == "Saliency"
+    assert first[deletion].startswith(f"{values.mean():.3f} \u00b1 {values.std():.3f}")
+    assert page.locator("section#attribution_scorecard table.data").inner_text().count("\u2605") >= len(headers) - 4
+    assert "control: random map" in page.locator("section#attribution_scorecard").inner_text()
+    page.locator("section#attribution_scorecard").screenshot(path=str(SCREENSHOT_DIR / "scorecard.png"))
+    assert page.locator("section#saliency_sanity img").count() == 1
+    assert errors == []
+
+    comparison = compare_subjects([("seed 0", conv_image_subject(0)), ("seed 1", conv_image_subject(1))])
+    index = write_comparison(comparison, tmp_path / "compare")
+    page, errors = open_page(browser, index)
+    load_every_image(page)
+    cka = page.locator("figure", has_text="CKA")
+    assert cka.count() == len(comparison.representations) >= 1  # one heatmap per pair of checkpoints
+    assert cka.first.locator("img").evaluate("img => img.naturalWidth") > 0
+    assert errors == []
