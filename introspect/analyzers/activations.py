@@ -40,15 +40,35 @@ MAX_KEPT_VALUES = 2**20
 
 def layer_statistics(output: torch.Tensor) -> dict:
     """Mean, spread and sparsity of one layer's output over the probe batch."""
-    values = output.double()
+    std, mean = chunked_std_mean(output)
     return {
         "shape": list(output.shape[1:]),
-        "mean": float(values.mean()),
-        "std": float(values.std()) if values.numel() > 1 else 0.0,
-        "min": float(values.min()),
-        "max": float(values.max()),
-        "fraction_positive": float((values > 0).double().mean()),
+        "mean": mean,
+        "std": std if output.numel() > 1 else 0.0,
+        "min": float(output.min()),
+        "max": float(output.max()),
+        "fraction_positive": float((output > 0).sum()) / output.numel(),
     }
+
+
+#: Values converted to float64 at a time by :func:`chunked_std_mean`.
+CHUNK_VALUES = 2**20
+
+
+def chunked_std_mean(values: torch.Tensor) -> tuple[float, float]:
+    """The std (Bessel's correction) and mean of all of ``values`` in float64, a slice of inputs at a time.
+
+    Converting a whole output to float64 at once doubled it: 0.2 GB for one ResNet50 layer over 16
+    inputs at 224x224, on top of the forward's own memory. Two passes (deviations from the mean)
+    keep the std accurate when the mean is large.
+    """
+    flat = values.detach().reshape(len(values), -1) if values.dim() else values.detach().reshape(1, 1)
+    rows = max(1, CHUNK_VALUES // max(1, flat.shape[1]))
+    chunks = [flat[start : start + rows] for start in range(0, len(flat), rows)]
+    count = flat.numel()
+    mean = sum(float(chunk.sum(dtype=torch.float64)) for chunk in chunks) / count
+    squares = sum(float(((chunk.double() - mean) ** 2).sum()) for chunk in chunks)
+    return (squares / (count - 1)) ** 0.5 if count > 1 else float("nan"), mean
 
 
 @analyzer(needs=Needs.FORWARD)
@@ -197,20 +217,20 @@ def output_statistics(output: torch.Tensor) -> dict:
     """The numbers :func:`all_layer_statistics` gives one output, by a few whole-tensor reductions.
 
     :func:`~introspect.analyzers._stats.tensor_statistics` is built for many small tensors (weights)
-    and costs several passes per value; one large, finite output needs only a float64 copy.
+    and costs several passes per value; one large, finite output needs a few whole-tensor reductions.
     Outputs with NaN or inf values go through it, since its statistics skip them.
     """
     values = output.detach()
     if values.numel() < 2 or not bool(torch.isfinite(values).all()):
         return all_layer_statistics({"output": values})["output"]
-    std, mean = torch.std_mean(values.double())
+    std, mean = chunked_std_mean(values)
     return {
         "shape": list(values.shape[1:]),
-        "mean": float(mean),
+        "mean": mean,
         "min": float(values.min()),
         "max": float(values.max()),
         "fraction_positive": float((values > 0).sum()) / values.numel(),
-        "std": float(std),
+        "std": std,
     }
 
 
@@ -271,9 +291,10 @@ def _dense_stems(name: str, output: torch.Tensor) -> tuple:
 
 
 def _channel_summary(name: str, output: torch.Tensor) -> tuple:
-    per_channel = output.double().transpose(0, 1).reshape(output.shape[1], -1)
-    means = per_channel.mean(dim=1).numpy()
-    lows, highs = per_channel.amin(dim=1).numpy(), per_channel.amax(dim=1).numpy()
+    # Reduced in place over every dimension but the channels: no float64 or transposed copy of the output.
+    others = (0, *range(2, output.dim()))
+    means = (output.sum(dim=others, dtype=torch.float64) / (output.numel() // output.shape[1])).numpy()
+    lows, highs = output.amin(dim=others).double().numpy(), output.amax(dim=others).double().numpy()
     channels = np.arange(len(means))
     figure = new_figure(8, 3)
     axes = figure.add_subplot()

@@ -178,3 +178,14 @@ def test_the_analyzer_draws_outputs_as_they_were_before_later_in_place_operation
     np.testing.assert_array_equal(artifacts["fc"].data["output"], expected_fc.numpy())
     assert artifacts["fc"].summary["min"] == pytest.approx(float(expected_fc.min()))  # before the ReLU
     np.testing.assert_array_equal(artifacts["relu"].data["output"], torch.relu(expected_fc + inputs).numpy())
+
+
+def test_chunked_std_mean_equals_numpy_over_many_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from introspect.analyzers import activations as module
+
+    values = 1000 + torch.randn(7, 3, 5, 5, generator=torch.Generator().manual_seed(1))  # a large mean
+    monkeypatch.setattr(module, "CHUNK_VALUES", 2 * 75)  # two inputs per chunk: four chunks
+    std, mean = module.chunked_std_mean(values)
+    array = values.double().numpy()
+    assert mean == pytest.approx(array.mean(), rel=1e-12)
+    assert std == pytest.approx(array.std(ddof=1), rel=1e-9)
