@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import os
 import sys
 import tempfile
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{machine['torch']}, load {machine['load_average']}",
         flush=True,
     )
-    started = time.perf_counter()
+    started, started_utc = time.perf_counter(), datetime.datetime.now(datetime.UTC)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="introspect-bench-") as scratch:
         for group in groups:
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             threads=args.threads,
             revision=revision,
+            started_utc=started_utc.isoformat(timespec="seconds"),
         )
         print(f"results: {json_path}")
     failed = [row for row in rows if row.note.startswith("failed:")]
