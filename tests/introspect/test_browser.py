@@ -206,4 +206,75 @@ def test_the_scorecard_table_and_the_cka_comparison_show_their_numbers(browser, 
     cka = page.locator("figure", has_text="CKA")
     assert cka.count() == len(comparison.representations) >= 1  # one heatmap per pair of checkpoints
     assert cka.first.locator("img").evaluate("img => img.naturalWidth") > 0
+    assert page.locator("section#representations-1 h2").inner_text() == "Layer similarity: seed 0 against seed 1"
+    assert errors == []
+
+
+def as_the_page_shows(value: object) -> str:
+    """A table cell as page.html.j2 writes it: an integer with thousands separators, anything else as str()."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def table_cells(page, selector: str) -> list[list[str]]:  # noqa: ANN001
+    """The text of every cell of the table at ``selector``, row by row (the header row first)."""
+    return page.locator(selector).evaluate(
+        "table => Array.from(table.rows).map(row => Array.from(row.cells).map(cell => cell.innerText))"
+    )
+
+
+def roar_rows_from_curves(curves: dict[str, list[float]]) -> list[list[str]]:
+    """The ROAR table worked out again from the curves figure's summary, so the table and the plot must agree."""
+    import numpy as np
+
+    rows = []
+    for method, accuracies in curves.items():
+        gap = float(np.mean(np.subtract(accuracies, curves["random"])))  # negative: the method removed more evidence
+        rows.append(
+            [method, *(as_the_page_shows(round(value, 4)) for value in accuracies), as_the_page_shows(round(gap, 4))]
+        )
+    return rows
+
+
+def test_the_trust_retrain_page_shows_the_roar_and_randomization_numbers(
+    browser,  # noqa: ANN001
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from introspect.report.render import figure_anchor
+    from tests.trainers.test_roar import write_trust_retrain_page
+
+    out_dir = write_trust_retrain_page(tmp_path, monkeypatch)
+    analyzers = json.loads((out_dir / "manifest.json").read_text())["analyzers"]
+    results = {result["name"]: result for result in analyzers}
+    page, errors = open_page(browser, out_dir / "index.html")
+    load_every_image(page)
+    assert page.evaluate("Array.from(document.querySelectorAll('main img')).every(img => img.naturalWidth > 0)")
+    assert page.evaluate("document.querySelectorAll('main img').length") == sum(
+        1 for result in analyzers for figure in result["figures"] if figure["kind"] != "table"
+    )
+    for name in ("roar", "data_randomization"):
+        assert page.locator(f"section#{name}").is_visible()
+        assert page.locator(f"section#{name} h2 .status").inner_text() == results[name]["status"] == "ok"
+
+    roar = results["roar"]
+    curves_figure = next(figure for figure in roar["figures"] if figure["name"] == "roar-curves")
+    summary = curves_figure["summary"]
+    index, table = next((i, figure) for i, figure in enumerate(roar["figures"], start=1) if figure["kind"] == "table")
+    cells = table_cells(page, f"figure#{figure_anchor('roar', index)} table.data")
+    fractions = [f"{100 * fraction:g}% removed" for fraction in summary["fractions"]]
+    assert cells[0] == ["method", *fractions, "mean gap to random"]
+    assert cells[1:] == [[as_the_page_shows(value) for value in row.values()] for row in table["table"]]
+    assert cells[1:] == roar_rows_from_curves(summary["curves"])
+    roar_text = page.locator("section#roar").inner_text()
+    assert f"Clean accuracy {summary['clean_accuracy']:.3f}." in roar_text
+
+    twins = results["data_randomization"]["figures"][0]["summary"]
+    caption = page.locator("section#data_randomization figcaption").inner_text()
+    assert f"maps of {twins['num_images']} test images" in caption
+    for twin in ("second_seed_spearman", "random_labels_spearman"):
+        assert f"{twins[twin]['mean']:.3f} \u00b1 {twins[twin]['std']:.3f}" in caption  # as the caption rounds them
+    assert f"the test {'passes' if twins['passes'] else 'fails'}" in caption
+
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.locator("section#roar").screenshot(path=str(SCREENSHOT_DIR / "roar.png"))
     assert errors == []

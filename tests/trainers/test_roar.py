@@ -139,9 +139,11 @@ def test_the_data_randomization_twin_explains_the_probe_differently(
     assert found["correlations"]["second_seed"].mean() > found["correlations"]["random_labels"].mean() + 0.2
 
 
-def test_introspect_trust_retrain_writes_the_roar_and_randomization_page(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def write_trust_retrain_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run ``introspect trust --retrain`` on an untrained pixel-code checkpoint; the gallery folder it wrote.
+
+    Shared with the browser test, which opens the same page.
+    """
     from introspect import architectures
     from introspect.checkpoint import make_checkpoint, save_checkpoint
     from introspect.cli import main
@@ -175,6 +177,13 @@ def test_introspect_trust_retrain_writes_the_roar_and_randomization_page(
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 0
+    return out_dir
+
+
+def test_introspect_trust_retrain_writes_the_roar_and_randomization_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out_dir = write_trust_retrain_page(tmp_path, monkeypatch)
     results = {result["name"]: result for result in json.loads((out_dir / "manifest.json").read_text())["analyzers"]}
     assert [name for name in results] == ["attribution_scorecard", "saliency_sanity", "roar", "data_randomization"]
     assert results["roar"]["status"] == results["data_randomization"]["status"] == "ok"
