@@ -186,7 +186,7 @@ def scorecard_rows(sizes: Sizes, folder: Path) -> list[Row]:
         warmup=sizes.warmup,
     )
     what = (
-        "attribution_scorecard on LeNet-5 (its probe, as --all runs it: 8 images, 8 rows, ROAD and MPRT included) / "
+        "attribution_scorecard on LeNet-5 (its probe, as --all runs it: 6 images, 8 rows, ROAD and MPRT included) / "
         "input_saliency on the same checkpoint (its four maps), figures built but not written"
     )
     return [ratio_row("scorecard", what, comparison, SCORECARD_TARGET, note=f"checkpoint: {made}")]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -128,16 +129,16 @@ def _write_record(path: Path, key: str, accuracies: dict[str, float]) -> None:
     temporary.replace(path)  # a record is whole or absent, also when the run is killed while writing
 
 
-def _progress(total: int, done: int) -> Any:
+def _progress(total: int, done: int, description: str = "ROAR retrainings") -> Any:
     from tqdm import tqdm
 
     return tqdm(
         total=total,
         initial=done,
-        desc="ROAR retrainings",
+        desc=description,
         unit="run",
         leave=False,
-        file=click.get_text_stream("stderr"),
+        file=sys.stderr,
     )
 
 
@@ -214,8 +215,7 @@ def data_randomization(
 
     setup = retrain_setup(subject, quick, epochs, data_dir)
     probe = TensorSplit(setup.test.inputs[:64], setup.test.targets[:64])
-    with _progress(2, 0) as bar:
-        bar.set_description("training the two twins")
+    with _progress(2, 0, "training the two twins") as bar:
         found = compare_twins(subject.model, setup, probe, method)
         bar.update(2)
     seed, shuffled = found["correlations"]["second_seed"], found["correlations"]["random_labels"]

@@ -34,26 +34,49 @@ ROAD_NEIGHBOURS = tuple(
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
     """Ranks 1..n of ``values``, tied values sharing their mean rank (numpy only: scipy.stats imports slowly)."""
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
-    ends = np.append(starts[1:], len(values))
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.repeat((starts + ends + 1) / 2, ends - starts)
+    return average_ranks_by_row(np.asarray(values)[None])[0]
+
+
+def average_ranks_by_row(values: np.ndarray) -> np.ndarray:
+    """:func:`average_ranks` of each row of the (N, P) ``values``, all rows in one sort."""
+    count, size = values.shape
+    order = np.argsort(values, axis=1, kind="stable")
+    ordered = np.take_along_axis(values, order, axis=1)
+    ties_before = np.zeros((count, size), dtype=bool)
+    ties_before[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    positions = np.broadcast_to(np.arange(size), (count, size))
+    # A run of equal values spans sorted positions start..end-1 and shares the mean rank (start + end + 1) / 2.
+    starts = np.maximum.accumulate(np.where(ties_before, 0, positions), axis=1)
+    ties_after = np.zeros((count, size), dtype=bool)
+    ties_after[:, :-1] = ties_before[:, 1:]
+    ends = np.minimum.accumulate(np.where(ties_after, size, positions + 1)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty((count, size), dtype=np.float64)
+    np.put_along_axis(ranks, order, (starts + ends + 1) / 2, axis=1)
     return ranks
+
+
+def centred_ranks(maps: np.ndarray) -> np.ndarray:
+    """(N, P): each map's average ranks (its pixels flattened) minus their mean, the form Spearman's rho needs."""
+    flat = np.asarray(maps).reshape(len(maps), -1)
+    return average_ranks_by_row(flat) - (flat.shape[1] + 1) / 2
+
+
+def rank_correlations(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Row by row, Pearson's correlation of centred ranks ((N, P) each): Spearman's rho; NaN for a constant map."""
+    denominator = np.sqrt((first**2).sum(axis=1) * (second**2).sum(axis=1))
+    numerator = (first * second).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1.0), np.nan)
 
 
 def rank_correlation(first: np.ndarray, second: np.ndarray) -> float:
     """Spearman's rank correlation of two maps (average ranks for ties); NaN when one is constant."""
-    ranks_a = average_ranks(np.ravel(first)) - (first.size + 1) / 2
-    ranks_b = average_ranks(np.ravel(second)) - (second.size + 1) / 2
-    denominator = float(np.sqrt((ranks_a**2).sum() * (ranks_b**2).sum()))
-    return float((ranks_a * ranks_b).sum() / denominator) if denominator > 0 else float("nan")
+    return float(rank_correlations(centred_ranks(first[None]), centred_ranks(second[None]))[0])
 
 
 def map_similarity(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Per image, the rank correlation of |first| and |second| ((N, H, W) each): the MPRT's similarity."""
-    return np.array([rank_correlation(np.abs(a), np.abs(b)) for a, b in zip(first, second)])
+    return rank_correlations(centred_ranks(np.abs(first)), centred_ranks(np.abs(second)))
 
 
 def image_pairs(count: int, max_pairs: int = MAX_PAIRS, seed: int = 0) -> list[tuple[int, int]]:
@@ -71,9 +94,9 @@ def random_pair_similarities(maps: np.ndarray, max_pairs: int = MAX_PAIRS, seed:
     An MPRT similarity is only low or high against this: two maps of different images already
     share structure (centred objects, borders), so their correlation is rarely 0.
     """
-    return np.array(
-        [rank_correlation(np.abs(maps[i]), np.abs(maps[j])) for i, j in image_pairs(len(maps), max_pairs, seed)]
-    )
+    pairs = np.array(image_pairs(len(maps), max_pairs, seed), dtype=np.int64).reshape(-1, 2)
+    ranks = centred_ranks(np.abs(maps))  # each map ranked once, however many pairs it is in
+    return rank_correlations(ranks[pairs[:, 0]], ranks[pairs[:, 1]])
 
 
 def baseline_band(similarities: np.ndarray) -> tuple[float, float]:

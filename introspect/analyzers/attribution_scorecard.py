@@ -55,15 +55,15 @@ def attribution_scorecard(
     /,
     *,
     max_images: int = 6,
-    num_steps: int = 16,
-    n_steps: int = 16,
+    num_steps: int = 12,
+    n_steps: int = 12,
     nt_samples: int = 8,
     occlusion_positions: int = 5,
 ) -> list[Artifact]:
     """Scorecard of the attribution methods: deletion/insertion AUC, ROAD, MPRT and random-logit, with controls.
 
     Every method's map is computed for up to 6 probe images (at most 2 per class). Deletion and
-    insertion remove or insert pixels in order of attribution in 16 steps and integrate the
+    insertion remove or insert pixels in order of attribution in 12 steps and integrate the
     target's softmax probability; ROAD removes 20-80% of the pixels most (MoRF) or least (LeRF)
     relevant first and fills them from their neighbours; the MPRT and random-logit columns are
     rank correlations of |map|, read against the similarity of maps of unrelated image pairs.

@@ -186,3 +186,19 @@ def test_scorecard_passes_check_analyzer_on_a_small_conv_subject() -> None:
         {"conv_gray": conv_image_subject(), "scalar_regression": scalar_regression_subject()},
     )
     assert statuses == {"conv_gray": "ok", "scalar_regression": "skipped"}
+
+
+def test_ranks_by_row_and_map_similarity_equal_scipy_with_ties_and_constant_maps() -> None:
+    from scipy.stats import rankdata, spearmanr
+
+    rng = np.random.default_rng(7)
+    first = rng.integers(0, 4, size=(6, 5, 5)).astype(float)  # few distinct values: many ties
+    second = rng.integers(0, 4, size=(6, 5, 5)).astype(float)
+    second[2] = 1.0  # a constant map has no rank correlation
+    np.testing.assert_array_equal(
+        _faithfulness.average_ranks_by_row(first.reshape(6, -1)), rankdata(first.reshape(6, -1), axis=1)
+    )
+    similarity = _faithfulness.map_similarity(first, second)
+    for index in (0, 1, 3, 4, 5):
+        assert similarity[index] == pytest.approx(spearmanr(first[index].ravel(), second[index].ravel()).statistic)
+    assert np.isnan(similarity[2])
