@@ -181,23 +181,43 @@ def panel_grid(figure: Figure, num_panels: int, max_columns: int = 4, *, title_l
     """
     columns = min(max_columns, max(1, num_panels))
     rows = math.ceil(num_panels / columns)
+    extra = (title_lines - 1) * TITLE_LINE
+    grid = fixed_gridspec(figure, rows, columns, top=PANEL_MARGINS["top"] + extra, down=PANEL_MARGINS["down"] + extra)
+    return [figure.add_subplot(grid[divmod(index, columns)]) for index in range(num_panels)]
+
+
+def fixed_gridspec(
+    figure: Figure,
+    rows: int,
+    columns: int = 1,
+    *,
+    height_ratios: Sequence[float] | None = None,
+    width_ratios: Sequence[float] | None = None,
+    **margins: float,
+) -> object:
+    """A ``rows`` x ``columns`` gridspec with room around and between its cells given in inches.
+
+    ``margins`` override :data:`PANEL_MARGINS` (left, right, top, bottom, across, down), and the
+    figure's layout engine is turned off: a figure whose texts are known in advance needs no
+    engine measuring them before every draw (about 45% of drawing a page of stem plots).
+    """
+    room = {**PANEL_MARGINS, **margins}
     figure.set_layout_engine("none")
     width, height = figure.get_size_inches()
-    extra = (title_lines - 1) * TITLE_LINE
-    margins = {**PANEL_MARGINS, "top": PANEL_MARGINS["top"] + extra, "down": PANEL_MARGINS["down"] + extra}
-    cell_width = (width - margins["left"] - margins["right"] - (columns - 1) * margins["across"]) / columns
-    cell_height = (height - margins["top"] - margins["bottom"] - (rows - 1) * margins["down"]) / rows
-    grid = figure.add_gridspec(
+    cell_width = (width - room["left"] - room["right"] - (columns - 1) * room["across"]) / columns
+    cell_height = (height - room["top"] - room["bottom"] - (rows - 1) * room["down"]) / rows
+    return figure.add_gridspec(
         rows,
         columns,
-        left=margins["left"] / width,
-        right=1 - margins["right"] / width,
-        bottom=margins["bottom"] / height,
-        top=1 - margins["top"] / height,
-        wspace=margins["across"] / max(cell_width, 0.1),
-        hspace=margins["down"] / max(cell_height, 0.1),
+        left=room["left"] / width,
+        right=1 - room["right"] / width,
+        bottom=room["bottom"] / height,
+        top=1 - room["top"] / height,
+        wspace=room["across"] / max(cell_width, 0.1),
+        hspace=room["down"] / max(cell_height, 0.1),
+        height_ratios=height_ratios,
+        width_ratios=width_ratios,
     )
-    return [figure.add_subplot(grid[divmod(index, columns)]) for index in range(num_panels)]
 
 
 def grid_shape(count: int, max_columns: int = 16) -> tuple[int, int]:

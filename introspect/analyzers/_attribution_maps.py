@@ -13,7 +13,7 @@ import numpy as np
 from introspect._lazy import lazy_import
 from introspect.capture import leaf_layers
 from introspect.colours import DIVERGING
-from introspect.plotting import montage, new_figure, short_label
+from introspect.plotting import fixed_gridspec, montage, new_figure, short_label
 
 if TYPE_CHECKING:
     import torch
@@ -67,7 +67,10 @@ def strip_figure(rows: list[tuple[str, np.ndarray]], titles: list[str], heading:
     count, height, width = rows[0][1].shape[:3]
     figure_width = max(4.0, 1.25 * count + 0.8)
     figure = new_figure(figure_width, 1.25 * len(rows) * max(0.6, height / width) + 0.9)
-    axes = figure.add_subplot()
+    heading_lines = textwrap.wrap(heading, width=int(figure_width * 14))
+    # Fixed room: row names on the left, column titles and the heading above; no layout engine to run.
+    room = {"left": 0.85, "right": 0.1, "bottom": 0.1, "top": 0.32 + 0.15 * len(heading_lines)}
+    axes = figure.add_subplot(fixed_gridspec(figure, 1, **room)[0])
     tiles = np.concatenate([tiles for _, tiles in rows])
     axes.imshow(np.clip(montage(tiles, columns=count, padding=2, fill=1.0), 0.0, 1.0), interpolation="nearest")
     axes.set_xticks([(width + 2) * column + (width - 1) / 2 for column in range(count)], titles, fontsize=7)
@@ -78,7 +81,7 @@ def strip_figure(rows: list[tuple[str, np.ndarray]], titles: list[str], heading:
     axes.tick_params(length=0)
     for side in axes.spines.values():
         side.set_visible(False)
-    figure.suptitle("\n".join(textwrap.wrap(heading, width=int(figure_width * 14))), fontsize=8)
+    figure.suptitle("\n".join(heading_lines), fontsize=8, y=1 - 0.04 / figure.get_size_inches()[1], va="top")
     return figure
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from introspect.plotting import new_figure
+from introspect.plotting import fixed_gridspec, new_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -86,7 +86,13 @@ def curves_figure(
 
     figure = new_figure(7, 2.4 * len(panels) + 1.6 * len(small) + 0.4)
     ratios = [1.5] * len(panels) + [1.0] * len(small)
-    axes_list = figure.subplots(len(ratios), 1, sharex=True, squeeze=False, height_ratios=ratios)[:, 0]
+    # Fixed room for the y labels (log ticks included), the epoch axis below and a gap between panels.
+    room = {"left": 0.8, "right": 0.15, "top": 0.1, "bottom": 0.5, "down": 0.15}
+    grid = fixed_gridspec(figure, len(ratios), height_ratios=ratios, **room)
+    axes_list = [figure.add_subplot(grid[0])]
+    axes_list += [figure.add_subplot(grid[row], sharex=axes_list[0]) for row in range(1, len(ratios))]
+    for axes in axes_list:
+        axes.label_outer(remove_inner_ticks=False)
     for axes, stem in zip(axes_list, panels):
         _plot_pair(axes, epochs, series, stem, best)
     for axes, name in zip(axes_list[len(panels) :], small):

@@ -19,7 +19,16 @@ from introspect.artifacts import Artifact
 from introspect.capture import capture_activations, check_hookable
 from introspect.errors import SkipAnalyzer
 from introspect.needs import Needs
-from introspect.plotting import grid_shape, montage, new_figure, short_label, symmetric_limit
+from introspect.plotting import (
+    axes_at,
+    fixed_gridspec,
+    grid_shape,
+    montage,
+    new_figure,
+    short_label,
+    symmetric_colour_bar,
+    symmetric_limit,
+)
 from introspect.spec import analyzer
 
 #: Where this module's analyzers come in the gallery (see ``introspect.analyzers``).
@@ -72,16 +81,22 @@ def _feature_map_artifact(
     columns = grid_shape(len(channels))[1]
     tiles = [montage(maps[row], columns=columns) for row in range(len(maps))]
     aspect = tiles[0].shape[1] / tiles[0].shape[0]
-    figure = new_figure(min(12.0, 2.0 + 3.2 * aspect), 3.2 * len(tiles))
-    axes_grid = figure.subplots(len(tiles), 2, squeeze=False, width_ratios=[1, max(1.0, 2 * aspect)])
-    for row, (image_axes, map_axes) in enumerate(axes_grid):
+    width, height = min(12.0, 2.0 + 3.2 * aspect), 3.2 * len(tiles)
+    figure = new_figure(width, height)
+    # Fixed room: the heading above, each input's title, and the colour scale's ticks on the right.
+    room = {"left": 0.1, "right": 0.75, "top": 0.45, "bottom": 0.1, "across": 0.15, "down": 0.3}
+    grid = fixed_gridspec(figure, len(tiles), 2, width_ratios=[1, max(1.0, 2 * aspect)], **room)
+    for row in range(len(tiles)):
+        image_axes, map_axes = figure.add_subplot(grid[row, 0]), figure.add_subplot(grid[row, 1])
         image_axes.imshow(images[row], interpolation="nearest")
         image_axes.set_title(f"probe input {indices[row]}", fontsize=8)
-        drawn = map_axes.imshow(tiles[row], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        map_axes.imshow(tiles[row], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
         for axes in (image_axes, map_axes):
             axes.set_xticks([])
             axes.set_yticks([])
-    figure.colorbar(drawn, ax=axes_grid[:, 1].tolist(), shrink=0.6)
+    bar_height = 0.6 * (height - room["top"] - room["bottom"])
+    bar = axes_at(figure, width - 0.6, (height - bar_height) / 2, 0.15, bar_height)
+    symmetric_colour_bar(bar, "RdBu_r", limit)
     figure.suptitle(f"{short_label(name)}: output channels {tuple(output.shape[1:])}", fontsize=10)
     kept = (
         f"the {len(channels)} strongest (mean |output|) of {output.shape[1]} channels, in channel order"

@@ -14,7 +14,7 @@ from introspect.artifacts import MAX_TABLE_ROWS, Artifact
 from introspect.capture import is_recurrent
 from introspect.colours import diverging_colormap
 from introspect.needs import Needs
-from introspect.plotting import bounded_text, new_figure, short_label
+from introspect.plotting import bounded_text, fixed_gridspec, new_figure, short_label
 from introspect.spec import analyzer
 
 #: Where this module's analyzers come in the gallery (see ``introspect.analyzers``).
@@ -272,18 +272,29 @@ def _kept_rows(output: torch.Tensor) -> int:
 
 
 def _dense_stems(name: str, output: torch.Tensor) -> tuple:
+    from matplotlib.ticker import MaxNLocator
+
     # Probe batches are often ordered (a grid of x, images sorted by class): spread the rows.
     picked = np.unique(np.linspace(0, output.shape[0] - 1, min(MAX_STEM_INPUTS, output.shape[0])).round().astype(int))
     rows = len(picked)
     units = min(MAX_STEM_UNITS, output.shape[1])
     figure = new_figure(8, 1.6 * rows + 0.6)
-    axes_list = figure.subplots(rows, 1, squeeze=False, sharex=True)[:, 0]
+    # Fixed room: y labels and ticks on the left, the title above, one x axis below (rows share it).
+    grid = fixed_gridspec(figure, rows, left=0.75, right=0.15, top=0.4, bottom=0.5, down=0.15)
+    axes_list = [figure.add_subplot(grid[0])]
+    axes_list += [figure.add_subplot(grid[row], sharex=axes_list[0]) for row in range(1, rows)]
     for index, axes in zip(picked, axes_list):
         values = output[index, :units].numpy()
         axes.stem(np.arange(units), values, basefmt="k-", markerfmt=".")
         axes.set_ylabel(f"input {index}", fontsize=8)
         axes.tick_params(labelsize=7)
+        axes.label_outer(remove_inner_ticks=False)
     axes_list[-1].set_xlabel("unit")
+    axes_list[-1].set_xlim(-0.5, units - 0.5)  # a one-unit output still gets a unit axis, not -0.04..0.04
+    if units <= 10:
+        axes_list[-1].set_xticks(range(units))
+    else:
+        axes_list[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.suptitle(f"{short_label(name)}: unit outputs", fontsize=10)
     more = f" (first {units} of {output.shape[1]} units)" if units < output.shape[1] else ""
     caption = f"Outputs of the {output.shape[1]} units of {name} for probe inputs {', '.join(map(str, picked))}{more}."
@@ -297,7 +308,7 @@ def _channel_summary(name: str, output: torch.Tensor) -> tuple:
     lows, highs = output.amin(dim=others).double().numpy(), output.amax(dim=others).double().numpy()
     channels = np.arange(len(means))
     figure = new_figure(8, 3)
-    axes = figure.add_subplot()
+    axes = figure.add_subplot(fixed_gridspec(figure, 1, left=0.75, right=0.15, top=0.35, bottom=0.5)[0])
     axes.fill_between(channels, lows, highs, step="mid", alpha=0.25, label="min-max over probe")
     axes.step(channels, means, where="mid", label="mean")
     axes.set_xlabel("channel")
