@@ -148,3 +148,47 @@ def test_warnings_of_the_dataset_pass_are_recorded_on_its_analyzers_not_printed(
     assert result.status == "ok" and result.artifacts[0].summary["seen"] == 40
     assert result.warnings == ("RuntimeWarning: divide by zero encountered in log",)
     assert "RuntimeWarning" not in capfd.readouterr().err
+
+
+def test_collections_during_a_run_skip_survivors_but_still_free_new_cyclic_garbage() -> None:
+    import gc
+    import weakref
+
+    from introspect import runner
+
+    class Node:
+        pass
+
+    def cycle() -> weakref.ref:
+        node = Node()
+        node.itself = node  # only the cyclic collector frees it
+        return weakref.ref(node)
+
+    assert gc.get_freeze_count() == 0
+    with runner.survivors_frozen():
+        frozen_at_start = gc.get_freeze_count()
+        assert frozen_at_start > 1000  # modules, the model, the probe: not walked again
+        garbage = cycle()
+        runner.release_memory(growth_mb=runner.COLLECT_ABOVE_MB + 1)
+        assert garbage() is None  # made during the run: collected
+        assert gc.get_freeze_count() >= frozen_at_start  # the survivors joined the frozen ones
+    assert gc.get_freeze_count() == 0  # all unfrozen when the run ends
+    garbage = cycle()
+    gc.collect()
+    assert garbage() is None
+
+
+def test_a_process_that_freezes_objects_itself_keeps_its_freeze() -> None:
+    import gc
+
+    from introspect import runner
+
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        with runner.survivors_frozen():
+            runner.release_memory(growth_mb=runner.COLLECT_ABOVE_MB + 1)
+            assert gc.get_freeze_count() == before
+        assert gc.get_freeze_count() == before  # not unfrozen behind the process's back
+    finally:
+        gc.unfreeze()
