@@ -14,7 +14,7 @@ from introspect.artifacts import MAX_TABLE_ROWS, Artifact
 from introspect.capture import is_recurrent
 from introspect.colours import diverging_colormap
 from introspect.needs import Needs
-from introspect.plotting import bounded_text, fixed_gridspec, new_figure, short_label
+from introspect.plotting import SMALL_PANEL_TICKS, bounded_text, fixed_gridspec, new_figure, short_label
 from introspect.spec import analyzer
 
 #: Where this module's analyzers come in the gallery (see ``introspect.analyzers``).
@@ -272,8 +272,6 @@ def _kept_rows(output: torch.Tensor) -> int:
 
 
 def _dense_stems(name: str, output: torch.Tensor) -> tuple:
-    from matplotlib.ticker import MaxNLocator
-
     # Probe batches are often ordered (a grid of x, images sorted by class): spread the rows.
     picked = np.unique(np.linspace(0, output.shape[0] - 1, min(MAX_STEM_INPUTS, output.shape[0])).round().astype(int))
     rows = len(picked)
@@ -288,13 +286,12 @@ def _dense_stems(name: str, output: torch.Tensor) -> tuple:
         axes.stem(np.arange(units), values, basefmt="k-", markerfmt=".")
         axes.set_ylabel(f"input {index}", fontsize=8)
         axes.tick_params(labelsize=7)
+        axes.locator_params(axis="y", nbins=SMALL_PANEL_TICKS)
         axes.label_outer(remove_inner_ticks=False)
     axes_list[-1].set_xlabel("unit")
-    axes_list[-1].set_xlim(-0.5, units - 0.5)  # a one-unit output still gets a unit axis, not -0.04..0.04
-    if units <= 10:
+    if units <= 10:  # a one-unit output gets a unit axis, not -0.04..0.04
+        axes_list[-1].set_xlim(-0.5, units - 0.5)
         axes_list[-1].set_xticks(range(units))
-    else:
-        axes_list[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.suptitle(f"{short_label(name)}: unit outputs", fontsize=10)
     more = f" (first {units} of {output.shape[1]} units)" if units < output.shape[1] else ""
     caption = f"Outputs of the {output.shape[1]} units of {name} for probe inputs {', '.join(map(str, picked))}{more}."
